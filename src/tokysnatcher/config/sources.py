@@ -1,0 +1,209 @@
+"""Where setting values come from: command line > environment > profile > config file > default.
+
+The config file is TOML at ``<user config dir>/tokysnatcher/config.toml`` (or ``--config`` /
+``TOKYSNATCHER_CONFIG``)::
+
+    format = "m4b"
+    directory = "~/Audiobooks"
+    jobs = 3
+
+    [profiles.slow-link]
+    connections = 2
+    speed-limit = "500K"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from tokysnatcher.config.settings import OutputFormat, Settings, Verbosity
+from tokysnatcher.errors import ConfigError, UsageError
+from tokysnatcher.utils.units import parse_rate
+
+ENV_PREFIX = "TOKYSNATCHER_"
+
+
+def _path(value: Any) -> Path:
+    if not isinstance(value, str | os.PathLike) or not str(value).strip():
+        raise ValueError("expected a folder path")
+    return Path(str(value)).expanduser()
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(value, str):
+        value = value.strip()
+    number = int(value)
+    return number
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds")
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _rate(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "0")):
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return parse_rate(str(value))
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def _format(value: Any) -> OutputFormat:
+    try:
+        return OutputFormat(str(value).lower())
+    except ValueError:
+        raise ValueError("expected one of mp3, m4a, m4b") from None
+
+
+# Settings field -> (converter, config/env key)
+FIELDS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "directory": (_path, "directory"),
+    "output_format": (_format, "format"),
+    "jobs": (_int, "jobs"),
+    "connections": (_int, "connections"),
+    "base_url": (_str, "base-url"),
+    "ffmpeg": (_str, "ffmpeg"),
+    "max_retries": (_int, "max-retries"),
+    "retry_delay": (_float, "retry-delay"),
+    "stall_timeout": (_float, "stall-timeout"),
+    "speed_limit": (_rate, "speed-limit"),
+    "chapters": (_str, "chapters"),
+    "resume": (_bool, "resume"),
+    "no_cover": (_bool, "no-cover"),
+    "keep_parts": (_bool, "keep-parts"),
+    "verbosity": (lambda v: Verbosity(str(v).lower()), "verbosity"),
+}
+_BY_KEY = {key: name for name, (_, key) in FIELDS.items()}
+# Only these come from the environment (the rest would surprise in a shell profile).
+ENV_FIELDS = (
+    "directory",
+    "output_format",
+    "jobs",
+    "connections",
+    "base_url",
+    "ffmpeg",
+    "max_retries",
+    "retry_delay",
+    "stall_timeout",
+    "speed_limit",
+)
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir("tokysnatcher")) / "config.toml"
+
+
+def _convert_table(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for raw_key, raw_value in table.items():
+        key = raw_key.replace("_", "-")
+        name = _BY_KEY.get(key)
+        if name is None:
+            known = ", ".join(sorted(_BY_KEY))
+            raise ConfigError(f"{where}: unknown key {raw_key!r}", hint=f"Known keys: {known}.")
+        try:
+            values[name] = FIELDS[name][0](raw_value)
+        except (ValueError, TypeError, UsageError) as err:
+            detail = err.message if isinstance(err, UsageError) else str(err)
+            raise ConfigError(f"{where}: bad value for {raw_key!r}: {detail}") from err
+    return values
+
+
+def read_config(path: Path, profile: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(file values, profile values) from the TOML file; a missing file gives nothing."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        if profile:
+            raise ConfigError(
+                f"--profile {profile}: no config file at {path}",
+                hint="Create it with a [profiles.NAME] table, or drop --profile.",
+            ) from None
+        return {}, {}
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read the config file {path}: {err}") from err
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from err
+    profiles = data.pop("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}: 'profiles' must be a table of [profiles.NAME] tables")
+    base = _convert_table(data, str(path))
+    chosen: dict[str, Any] = {}
+    if profile:
+        table = profiles.get(profile)
+        if not isinstance(table, dict):
+            names = ", ".join(sorted(profiles)) or "none"
+            raise ConfigError(
+                f"{path}: no profile named {profile!r}", hint=f"Profiles in the file: {names}."
+            )
+        chosen = _convert_table(table, f"{path} [profiles.{profile}]")
+    return base, chosen
+
+
+def read_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in ENV_FIELDS:
+        converter, key = FIELDS[name]
+        var = ENV_PREFIX + key.replace("-", "_").upper()
+        if var in env and env[var] != "":
+            try:
+                values[name] = converter(env[var])
+            except (ValueError, TypeError, UsageError) as err:
+                detail = err.message if isinstance(err, UsageError) else str(err)
+                raise UsageError(f"environment variable {var}={env[var]!r}: {detail}") from err
+    return values
+
+
+def load_settings(
+    cli: Mapping[str, Any],
+    *,
+    profile: str | None = None,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge every source into validated :class:`Settings` (bad values raise exit-2 errors)."""
+    env = os.environ if env is None else env
+    path = config_file or (
+        Path(env["TOKYSNATCHER_CONFIG"]) if env.get("TOKYSNATCHER_CONFIG") else None
+    )
+    file_values, profile_values = read_config(path or default_config_path(), profile)
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"--config {config_file}: no such file")
+    merged: dict[str, Any] = {}
+    merged.update(file_values)
+    merged.update(profile_values)
+    merged.update(read_env(env))
+    cli_values = dict(cli)
+    if "speed_limit" in cli_values:
+        cli_values["speed_limit"] = _rate(cli_values["speed_limit"])
+    merged.update(cli_values)
+    return Settings(**merged)
