@@ -1,0 +1,556 @@
+"""Retry logic (SPEC §5): failure classification, Retry-After, backoff and the chapter queue.
+
+Pure logic: nothing here sleeps, starts threads or touches the network. Callers inject the clock
+(and a random source for jitter), so every schedule is reproducible in tests.
+
+Classification choices (why, not what):
+
+* Any 4xx we have no better name for (400, 405, 413, ...) is ``invalid_media``: the server says
+  the request itself is wrong, and asking again the same way will not change its mind. 408
+  (Request Timeout) is the exception: it is the server saying the link was too slow, ``timeout``.
+* An exception we do not recognise is ``invalid_media`` (permanent). An unexpected error is
+  almost always a bug or malformed content; retrying only delays the failure, and a chapter that
+  fails fast with the exception's name in its message is easy to redo with ``--resume``.
+* ``ssl.SSLError`` and resolver errors are checked before errno values, because their numbering
+  overlaps the errno table (SSL error 1 is not ``EPERM``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import heapq
+import http.client
+import math
+import random
+import re
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Generic, NamedTuple, TypeVar
+
+import requests
+import urllib3.exceptions
+
+from tokysnatcher.errors import DiskError, DownloadError, FailureKind, Interrupted
+
+K = FailureKind
+T = TypeVar("T", bound=Hashable)
+
+_DISK_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EFBIG")
+    if hasattr(errno, name)
+)
+# Friendlier than strerror where the usual wording blames "peer" or a pipe.
+_ERRNO_TEXT = {
+    errno.ECONNRESET: "connection reset by server",
+    errno.EPIPE: "connection closed by server",
+}
+_KIND_HINTS = {
+    K.NETWORK: "Check your connection, then run the same command with --resume.",
+    K.TIMEOUT: "The server stopped sending data; a larger --stall-timeout may help on a slow link.",
+    K.HTTP_5XX: "The site is having trouble; try again later with --resume.",
+    K.RATE_LIMITED: "The site is limiting requests; lower --jobs/--connections or retry later.",
+    K.AUTH: "The site refused the stream token; run again with --resume to get a fresh one.",
+    K.NOT_FOUND: "The site no longer serves this file; check the book page.",
+    K.INVALID_MEDIA: "The site sent something unusable; rerun with -vv and report it if it stays.",
+    K.FFMPEG_STALLED: "ffmpeg stopped making progress; a larger --stall-timeout may help.",
+    K.CANCELLED: "Run the same command with --resume to continue.",
+}
+_DELTA_SECONDS = re.compile(r"[+-]?\d+(?:\.\d+)?")
+
+
+# --- classification -------------------------------------------------------------------------
+
+
+def classify_status(status: int) -> FailureKind:
+    """The failure kind of an unwanted HTTP status (see the module notes for other 4xx)."""
+    if status in (401, 403):
+        return K.AUTH
+    if status in (404, 410):
+        return K.NOT_FOUND
+    if status == 429:
+        return K.RATE_LIMITED
+    if status == 408:
+        return K.TIMEOUT
+    if 500 <= status <= 599:
+        return K.HTTP_5XX
+    # Other 4xx, and 1xx-3xx that reach here (we never follow redirects for media): permanent.
+    return K.INVALID_MEDIA
+
+
+def classify_exception(exc: BaseException) -> FailureKind:
+    """The failure kind of any exception raised while working on a chapter."""
+    if isinstance(exc, DownloadError):
+        return exc.kind
+    if isinstance(exc, KeyboardInterrupt | Interrupted) or not isinstance(exc, Exception):
+        return K.CANCELLED  # also SystemExit / GeneratorExit: the process is going away
+    if isinstance(exc, requests.RequestException):
+        return _classify_requests(exc)
+    if isinstance(exc, urllib3.exceptions.HTTPError):
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+            return K.TIMEOUT
+        return K.INVALID_MEDIA if isinstance(exc, ValueError) else K.NETWORK
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return K.FFMPEG_STALLED
+    if isinstance(exc, http.client.HTTPException):
+        return K.NETWORK  # IncompleteRead, BadStatusLine, RemoteDisconnected
+    if isinstance(exc, OSError):
+        return _classify_os_error(exc)
+    return K.INVALID_MEDIA
+
+
+def _classify_requests(exc: requests.RequestException) -> FailureKind:
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return classify_status(exc.response.status_code)
+    if isinstance(exc, requests.ReadTimeout):
+        return K.TIMEOUT
+    if isinstance(exc, requests.ConnectionError):
+        return K.NETWORK  # includes ConnectTimeout: we never got a byte, "could not connect"
+    if isinstance(exc, requests.Timeout):
+        return K.TIMEOUT
+    if isinstance(
+        exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError
+    ):
+        return K.NETWORK
+    # A malformed URL, header or JSON body, or a redirect loop: asking again cannot help.
+    if isinstance(exc, ValueError | TypeError | requests.TooManyRedirects | requests.URLRequired):
+        return K.INVALID_MEDIA
+    return K.NETWORK
+
+
+def _classify_os_error(exc: OSError) -> FailureKind:
+    if isinstance(exc, ssl.SSLError | socket.gaierror | socket.herror):
+        return K.NETWORK  # their errno values are not errno.* values
+    if isinstance(exc, PermissionError) or exc.errno in _DISK_ERRNOS:
+        return K.DISK
+    if isinstance(exc, TimeoutError):
+        return K.TIMEOUT
+    return K.NETWORK
+
+
+def error_from_exception(
+    exc: BaseException, context: str, *, now: float | None = None
+) -> DownloadError:
+    """``exc`` as a :class:`DownloadError` with its kind and a one-line message.
+
+    A ``DownloadError`` is returned unchanged (it already names its context and kind). ``now``
+    (epoch seconds, default the wall clock) dates an HTTP-date ``Retry-After``.
+    """
+    if isinstance(exc, DownloadError):
+        return exc
+    kind = classify_exception(exc)
+    message = f"{context}: {describe_exception(exc)}" if context else describe_exception(exc)
+    if kind is K.DISK:
+        return DiskError(message)
+    retry_after = None
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        header = exc.response.headers.get("Retry-After")
+        retry_after = parse_retry_after(header, now=time.time() if now is None else now)
+    return DownloadError(message, kind=kind, retry_after=retry_after, hint=_KIND_HINTS.get(kind))
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A short, single-line, human description of ``exc`` (no traceback, no class soup)."""
+    if isinstance(exc, KeyboardInterrupt | Interrupted):
+        return "cancelled"
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        response = exc.response
+        return f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+    if isinstance(exc, requests.ConnectTimeout):
+        return "could not connect (timed out)"
+    if isinstance(exc, requests.ReadTimeout):
+        return "no data received before the timeout; stalled"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "connection lost in the middle of the body"
+    if isinstance(exc, requests.ConnectionError):
+        cause = _errno_text(_nested_os_error(exc))
+        return f"connection failed: {cause}" if cause else "connection failed"
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"process made no progress for {exc.timeout:g} s and was stopped"
+    if isinstance(exc, OSError) and (text := _errno_text(exc)):
+        return f"{text}: {exc.filename}" if exc.filename else text
+    detail = _one_line(str(exc))
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _errno_text(err: OSError | None) -> str | None:
+    if err is None or not err.errno or isinstance(err, ssl.SSLError | socket.gaierror):
+        return None
+    text = _ERRNO_TEXT.get(err.errno) or err.strerror
+    return text[:1].lower() + text[1:] if text else None
+
+
+def _nested_os_error(exc: BaseException) -> OSError | None:
+    """The low-level OSError that requests/urllib3 wrap (in args, ``reason`` or the chain)."""
+    todo: list[object] = [exc]
+    for _ in range(32):  # wrapping is a few levels deep; the bound guards against cycles
+        if not todo:
+            break
+        current = todo.pop(0)
+        if not isinstance(current, BaseException):
+            continue
+        if current is not exc and isinstance(current, OSError) and current.errno:
+            return current
+        todo.extend(current.args)
+        todo.extend((getattr(current, "reason", None), current.__cause__, current.__context__))
+    return None
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- Retry-After ----------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date).
+
+    ``now`` is the current epoch time (for the date form). A time in the past or a negative
+    delta gives 0; a missing or unreadable value gives None.
+    """
+    if value is None or not (text := value.strip()):
+        return None
+    if _DELTA_SECONDS.fullmatch(text):
+        return max(0.0, float(text))
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000" means UTC of unknown origin; treat as UTC
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+# --- backoff policy -------------------------------------------------------------------------
+
+
+class GiveUpReason(StrEnum):
+    """Why a failure is not retried."""
+
+    PERMANENT = "permanent"  # the kind is not transient (not found, disk, bad media)
+    EXHAUSTED = "exhausted"  # the retry budget is used up
+    CANCELLED = "cancelled"  # the run is stopping
+
+
+class RetriesExhausted(DownloadError):
+    """A chapter that will not be tried again; ``last_error`` says why it last failed."""
+
+    def __init__(
+        self,
+        last_error: DownloadError,
+        *,
+        reason: GiveUpReason,
+        attempts: int,
+        history: tuple[FailureKind, ...],
+    ) -> None:
+        if reason is GiveUpReason.EXHAUSTED:
+            suffix = f"gave up after {attempts} attempts"
+        elif reason is GiveUpReason.CANCELLED:
+            suffix = "cancelled; not retried"
+        else:
+            suffix = f"not retried: {last_error.kind.value} is permanent"
+        super().__init__(
+            f"{last_error.message} ({suffix})",
+            kind=last_error.kind,
+            hint=last_error.hint or _KIND_HINTS.get(last_error.kind),
+        )
+        self.last_error = last_error
+        self.reason = reason
+        self.attempts = attempts
+        self.history = history
+        self.__cause__ = last_error
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackoffPolicy:
+    """Retry budget and backoff of one chapter, as an immutable value.
+
+    ``increment`` returns the next policy (or raises :class:`RetriesExhausted`); ``delay`` is
+    the wait before the retry just counted: ``base_delay * factor**(retries_used-1)``, capped at
+    ``max_delay``, jittered by ±``jitter`` (a fraction), and never shorter than a server's
+    ``Retry-After`` (itself capped at ``max_retry_after``, so a hostile value cannot park us).
+    """
+
+    max_retries: int
+    base_delay: float
+    factor: float = 2.0
+    max_delay: float = 300.0
+    jitter: float = 0.1
+    max_retry_after: float = 60.0
+    retries_used: int = 0
+    history: tuple[FailureKind, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0 or self.retries_used < 0:
+            raise ValueError("max_retries and retries_used must be >= 0")
+        if min(self.base_delay, self.max_delay, self.max_retry_after) < 0 or self.factor < 1:
+            raise ValueError("delays must be >= 0 and factor >= 1")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must be a fraction in [0, 1)")
+
+    @property
+    def attempts(self) -> int:
+        """The number of the current (or next) attempt: 1 before any retry."""
+        return self.retries_used + 1
+
+    @property
+    def is_exhausted(self) -> bool:
+        """True when no retry is left in the budget."""
+        return self.retries_used >= self.max_retries
+
+    def increment(self, error: DownloadError) -> BackoffPolicy:
+        """The policy after one more failed attempt, or :class:`RetriesExhausted`."""
+        history = (*self.history, error.kind)
+        reason = None
+        if error.kind is K.CANCELLED:
+            reason = GiveUpReason.CANCELLED
+        elif not error.kind.transient:
+            reason = GiveUpReason.PERMANENT
+        elif self.is_exhausted:
+            reason = GiveUpReason.EXHAUSTED
+        if reason is not None:
+            raise RetriesExhausted(
+                error, reason=reason, attempts=self.attempts, history=history
+            ) from error
+        return dataclasses.replace(self, retries_used=self.retries_used + 1, history=history)
+
+    def delay(self, *, retry_after: float | None = None, rng: random.Random | None = None) -> float:
+        """Seconds to wait before the retry just counted (``rng=None``: no jitter)."""
+        backoff = min(
+            _exponential(self.base_delay, self.factor, max(self.retries_used, 1)), self.max_delay
+        )
+        if rng is not None and self.jitter:
+            backoff = min(backoff * (1 + rng.uniform(-self.jitter, self.jitter)), self.max_delay)
+        if retry_after is not None:
+            backoff = max(backoff, min(max(retry_after, 0.0), self.max_retry_after))
+        return backoff
+
+
+def _exponential(base: float, factor: float, attempt: int) -> float:
+    try:
+        return base * factor ** (attempt - 1)
+    except OverflowError:
+        return math.inf
+
+
+def segment_backoff(attempt: int, *, base: float, retry_after: float | None, cap: float) -> float:
+    """Wait before quick retry ``attempt`` (1-based) of one segment request.
+
+    ``base * 2**(attempt-1)``, at least ``retry_after`` when the server sent one, and never more
+    than ``cap``: a segment retry happens inside a chapter attempt, so it must stay short.
+    """
+    backoff = _exponential(base, 2.0, max(attempt, 1))
+    if retry_after is not None:
+        backoff = max(backoff, retry_after)
+    return max(0.0, min(backoff, cap))
+
+
+# --- the chapter queue ----------------------------------------------------------------------
+
+
+class WaitingItem(NamedTuple, Generic[T]):
+    """One queued item, for a countdown display."""
+
+    item: T
+    attempt: int  # the attempt it is waiting for: 1 for a first attempt
+    due_at: float
+    seconds_left: float
+    last_kind: FailureKind | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryDecision(Generic[T]):
+    """What ``record_failure`` decided; ``error`` is the final error when ``retry`` is False."""
+
+    item: T
+    retry: bool
+    kind: FailureKind
+    attempt: int  # retry: the number of the next attempt; else: attempts made
+    due_at: float | None
+    delay: float | None
+    reason: GiveUpReason | None
+    error: DownloadError
+
+
+class _State(StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class _Record:
+    order: int
+    policy: BackoffPolicy
+    state: _State
+
+
+class RetryCoordinator(Generic[T]):
+    """The work queue of chapters, first attempts and retries alike (SPEC §5).
+
+    Items run in (due time, order key) order, so a retry that is due competes fairly with
+    first attempts. Thread-safe; every method is short and never blocks on anything but the
+    lock. ``rng=None`` uses a private unseeded ``random.Random`` (jitter on); set the policy's
+    ``jitter=0`` for exact delays. After ``cancel_all`` nothing is queued or retried again.
+    """
+
+    def __init__(
+        self,
+        policy: BackoffPolicy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        self._lock = threading.Lock()
+        self._records: dict[T, _Record] = {}
+        self._heap: list[tuple[float, int, int, T]] = []
+        self._seq = 0  # keeps heap entries unique so items themselves are never compared
+        self._retries_total = 0
+        self._closed = False
+
+    def add(self, item: T, order: int) -> bool:
+        """Queue a first attempt, due now. False (not queued) once the queue is cancelled."""
+        return self.add_many([(item, order)])
+
+    def add_many(self, items: Iterable[tuple[T, int]]) -> bool:
+        """Queue first attempts all due at the same instant, so they run in ``order``."""
+        with self._lock:
+            if self._closed:
+                return False
+            batch = list(items)
+            seen = set(self._records)
+            for item, _order in batch:  # all or nothing: check before queueing any
+                if item in seen:
+                    raise ValueError(f"{item!r} is already queued or known")
+                seen.add(item)
+            now = self._clock()
+            for item, order in batch:
+                self._records[item] = _Record(order, self._policy, _State.WAITING)
+                self._push(item, now, order)
+            return True
+
+    def _push(self, item: T, due_at: float, order: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (due_at, order, self._seq, item))
+
+    def pop_ready(self) -> T | None:
+        """The due item with the earliest due time (ties: lowest order key), or None."""
+        with self._lock:
+            if not self._heap or self._heap[0][0] > self._clock():
+                return None
+            item = heapq.heappop(self._heap)[3]
+            self._records[item].state = _State.RUNNING
+            return item
+
+    def record_failure(self, item: T, error: DownloadError) -> RetryDecision[T]:
+        """Count a failed attempt of a running item and schedule its retry if allowed."""
+        with self._lock:
+            record = self._running(item)
+            policy = record.policy
+            try:
+                if self._closed:
+                    raise RetriesExhausted(
+                        error,
+                        reason=GiveUpReason.CANCELLED,
+                        attempts=policy.attempts,
+                        history=(*policy.history, error.kind),
+                    ) from error
+                policy = policy.increment(error)
+            except RetriesExhausted as final:
+                record.policy = dataclasses.replace(policy, history=final.history)
+                record.state = _State.FAILED
+                return RetryDecision(
+                    item=item, retry=False, kind=error.kind, attempt=final.attempts,
+                    due_at=None, delay=None, reason=final.reason, error=final,
+                )  # fmt: skip
+            wait = policy.delay(retry_after=error.retry_after, rng=self._rng)
+            due_at = self._clock() + wait
+            record.policy, record.state = policy, _State.WAITING
+            self._push(item, due_at, record.order)
+            self._retries_total += 1
+            return RetryDecision(
+                item=item, retry=True, kind=error.kind, attempt=policy.attempts,
+                due_at=due_at, delay=wait, reason=None, error=error,
+            )  # fmt: skip
+
+    def record_success(self, item: T) -> None:
+        """Mark a running item done."""
+        with self._lock:
+            self._running(item).state = _State.DONE
+
+    def _running(self, item: T) -> _Record:
+        record = self._records.get(item)
+        if record is None or record.state is not _State.RUNNING:
+            raise ValueError(f"{item!r} is not running (pop it with pop_ready first)")
+        return record
+
+    def next_due(self) -> float | None:
+        """The earliest due time among waiting items (to wait with a timeout, not spin)."""
+        with self._lock:
+            return self._heap[0][0] if self._heap else None
+
+    def waiting(self) -> list[WaitingItem[T]]:
+        """Every waiting item in run order, with its countdown."""
+        with self._lock:
+            now = self._clock()
+            entries = sorted(self._heap)
+            result = []
+            for due_at, _order, _seq, item in entries:
+                policy = self._records[item].policy
+                last = policy.history[-1] if policy.history else None
+                result.append(
+                    WaitingItem(item, policy.attempts, due_at, max(0.0, due_at - now), last)
+                )
+            return result
+
+    def attempts(self, item: T) -> int:
+        """The item's current or next attempt number; attempts made once it is finished."""
+        with self._lock:
+            return self._records[item].policy.attempts
+
+    def history(self, item: T) -> tuple[FailureKind, ...]:
+        """The failure kinds of the item's failed attempts, oldest first."""
+        with self._lock:
+            return self._records[item].policy.history
+
+    @property
+    def retries_used_total(self) -> int:
+        """Retries scheduled over all items."""
+        with self._lock:
+            return self._retries_total
+
+    @property
+    def closed(self) -> bool:
+        """True after ``cancel_all``."""
+        with self._lock:
+            return self._closed
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._heap)
+
+    def cancel_all(self) -> list[T]:
+        """Stop: drop every waiting item (returned in run order) and refuse further retries."""
+        with self._lock:
+            self._closed = True
+            dropped = [entry[3] for entry in sorted(self._heap)]
+            self._heap.clear()
+            for item in dropped:
+                self._records[item].state = _State.CANCELLED
+            return dropped
