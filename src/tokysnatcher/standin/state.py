@@ -1,0 +1,127 @@
+"""The shared, thread-safe state behind one running stand-in site."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from tokysnatcher.standin.catalog import BookSpec
+from tokysnatcher.standin.content import RouteTable
+from tokysnatcher.standin.faults import FaultDecision, Faults, api_fails, decide
+from tokysnatcher.standin.stats import SiteStats
+from tokysnatcher.standin.tokens import TokenStore
+
+
+class SiteState:
+    """Catalog, routes, tokens, faults and the open connections of a running site."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Mapping[str, BookSpec],
+        faults: Faults,
+        clock: Callable[[], float],
+        verbose: bool,
+    ) -> None:
+        self.catalog = dict(catalog)
+        self.by_audio_id = {book.audio_book_id: book for book in self.catalog.values()}
+        self.routes = RouteTable(audio={}, files={})
+        self.covers: dict[str, Path] = {}
+        self.tokens = TokenStore(clock)
+        self.stats = SiteStats()
+        self.clock = clock
+        self.verbose = verbose
+        self.base_url = ""
+        #: Set when the site stops: every pause (latency, stall, throttle) waits on it.
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._faults = faults
+        self._counts: Counter[str] = Counter()
+        self._api_counts: Counter[str] = Counter()
+        self._bodies: dict[Path, bytes] = {}
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        for book in self.catalog.values():
+            if not book.stream_token:
+                self.tokens.add_permanent(book.post_detail_token, book.audio_book_id)
+
+    # -- faults -----------------------------------------------------------------------------
+    @property
+    def faults(self) -> Faults:
+        """The faults in force right now."""
+        with self._lock:
+            return self._faults
+
+    def set_faults(self, faults: Faults) -> None:
+        """Switch faults; the per-path request counts start again from zero."""
+        with self._lock:
+            self._faults = faults
+            self._counts.clear()
+            self._api_counts.clear()
+
+    def next_fault(self, key: str) -> FaultDecision | None:
+        """Decide (and count) the fault of the next audio request of ``key``."""
+        with self._lock:
+            faults = self._faults
+            previous = self._counts[key]
+            self._counts[key] += 1
+        decision = decide(faults, key, previous)
+        if decision is not None:
+            self.stats.count_fault(decision.kind, key, previous)
+        return decision
+
+    def next_api_fault(self, key: str) -> bool:
+        """Decide (and count) whether the next JSON API request of ``key`` answers 503."""
+        with self._lock:
+            faults = self._faults
+            previous = self._api_counts[key]
+            self._api_counts[key] += 1
+        failed = api_fails(faults, key, previous)
+        if failed:
+            self.stats.count_fault("api_error", key, previous)
+        return failed
+
+    # -- bodies -------------------------------------------------------------------------------
+    def body(self, path: Path) -> bytes:
+        """The bytes of a generated file, read once and then kept in memory."""
+        data = self._bodies.get(path)
+        if data is None:
+            data = path.read_bytes()
+            self._bodies[path] = data
+        return data
+
+    # -- connections --------------------------------------------------------------------------
+    def register(self, conn: socket.socket) -> None:
+        """Track an open connection so that stopping can cut it."""
+        with self._lock:
+            self._connections[conn] = threading.current_thread()
+
+    def unregister(self, conn: socket.socket) -> None:
+        """Forget a closed connection."""
+        with self._lock:
+            self._connections.pop(conn, None)
+
+    def cut_connections(self, deadline: float) -> None:
+        """Shut every open connection down and wait (until ``deadline``) for its handler."""
+        with self._lock:
+            open_now = list(self._connections.items())
+        for conn, _ in open_now:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its handler
+        for _, thread in open_now:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if thread is not threading.current_thread():
+                thread.join(remaining)
+
+    def log(self, message: str) -> None:
+        """Write a line to stderr, only when the site is verbose."""
+        if self.verbose:
+            print(f"[standin] {message}", file=sys.stderr, flush=True)
