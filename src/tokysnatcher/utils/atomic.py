@@ -1,0 +1,230 @@
+"""Crash-safe file writes and SHA-256 helpers (STYLE "Files", SPEC §3).
+
+A file we write appears under its final name only when it is complete: the bytes go to a hidden
+temporary file in the same folder (``.<name>.<random>.tmp``), which is flushed, fsynced and then
+renamed over the final name with :func:`os.replace`, an atomic step on every platform we support.
+A crash at any moment leaves either the old file or the new one, never half of one.
+
+A disk that refuses a write (no space, no permission, read-only, quota) raises
+:class:`~tokysnatcher.errors.DiskError`, which stops the run with a message naming the path.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, NoReturn, Self
+
+from tokysnatcher.errors import DiskError
+
+CHUNK_SIZE = 1024 * 1024
+
+_DISK_MESSAGES = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EFBIG: "the file is too large for this file system",
+}
+_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def disk_error_for(err: OSError, path: Path, *, action: str = "write") -> DiskError | None:
+    """The :class:`DiskError` that ``err`` means for ``path``, or None if it is no disk refusal.
+
+    Callers do ``raise disk_error_for(err, path) or err`` style mapping; the message names the
+    path and the reason, the hint says what to do about that reason.
+    """
+    if err.errno not in _DISK_MESSAGES:
+        return None
+    if err.errno in _SPACE_ERRNOS:
+        hint = "Free some space or choose another folder with -d, then run again with --resume."
+    else:
+        hint = (
+            "Choose a folder you can write to with -d, or fix its permissions, "
+            "then run again with --resume."
+        )
+    return DiskError(f"cannot {action} {path}: {_DISK_MESSAGES[err.errno]}", hint=hint)
+
+
+def _reraise(err: OSError, path: Path, action: str = "write") -> NoReturn:
+    mapped = disk_error_for(err, path, action=action)
+    if mapped is not None:
+        raise mapped from err
+    raise err
+
+
+def _temp_name(final: Path) -> str:
+    # Keep the temporary name well under the usual 255-byte limit even for a 200-byte name.
+    stem = final.name.encode("utf-8")[:120].decode("utf-8", "ignore")
+    return f".{stem}.{secrets.token_hex(4)}.tmp"
+
+
+def _create_temp(final: Path) -> tuple[Path, int]:
+    """A new, exclusively created temp file next to ``final`` (mode 0666 minus the umask)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temp = final.with_name(_temp_name(final))
+        try:
+            return temp, os.open(temp, flags, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            _reraise(err, final)  # the user knows the final name, not our temporary one
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; best effort (not every platform or FS allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+class HashingFile:
+    """A file being written under a temporary name, hashed (SHA-256) and counted as it goes.
+
+    :meth:`commit` fsyncs it and renames it to its final name; :meth:`abort` removes it. As a
+    context manager it commits on a clean exit and aborts on an exception. ``sha256`` and
+    ``size`` describe exactly the bytes written, so no second read of the file is needed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.temp_path, fd = _create_temp(path)
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self.committed = False
+        self.closed = False
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the bytes written so far (final once committed)."""
+        return self._hash.hexdigest()
+
+    @property
+    def size(self) -> int:
+        """Number of bytes written so far."""
+        return self._size
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Write all of ``data``; returns its length."""
+        view = memoryview(data).cast("B")
+        try:
+            self._file.write(view)
+        except OSError as err:
+            _reraise(err, self.path)
+        self._hash.update(view)
+        self._size += len(view)
+        return len(view)
+
+    def commit(self) -> None:
+        """Flush, fsync and rename to the final name; on any failure the temp file is removed."""
+        if self.closed:
+            raise ValueError(f"{self.path}: the file was already committed or aborted")
+        self.closed = True
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self.temp_path.replace(self.path)
+        except OSError as err:
+            self._file.close()
+            _remove_quietly(self.temp_path)
+            _reraise(err, self.path)
+        except BaseException:
+            self._file.close()
+            _remove_quietly(self.temp_path)
+            raise
+        self.committed = True
+        fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        """Discard what was written; the final name is left as it was. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._file.close()
+        except OSError:
+            pass  # a failed flush of data we are throwing away anyway
+        _remove_quietly(self.temp_path)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+@contextmanager
+def hashing_writer(path: Path) -> Iterator[HashingFile]:
+    """``with hashing_writer(dest) as out: out.write(...)``; see :class:`HashingFile`."""
+    with HashingFile(path) as out:
+        yield out
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (the old content stays until the rename)."""
+    with hashing_writer(path) as out:
+        out.write(data)
+
+
+def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8") -> None:
+    """Replace ``path`` with ``text`` atomically."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: Path, obj: object) -> None:
+    """Replace ``path`` with ``obj`` as JSON: sorted keys and indentation keep diffs readable."""
+    text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    try:
+        data = (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (valid in JSON from the site, not in UTF-8): escape everything.
+        text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False)
+        data = (text + "\n").encode("ascii")
+    atomic_write_bytes(path, data)
+
+
+def sha256_file(path: Path, chunk: int = CHUNK_SIZE) -> tuple[int, str]:
+    """``(size, hex SHA-256)`` of a file, read in ``chunk``-byte pieces (bounded memory)."""
+    digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            digest.update(view[:n])
+            size += n
+    return size, digest.hexdigest()

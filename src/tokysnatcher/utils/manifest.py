@@ -1,0 +1,584 @@
+"""The per-book manifest ``<book>/.tokysnatcher.json`` (SPEC §4) and :class:`ManifestManager`.
+
+The manifest records every chapter's state and, once complete, the size and SHA-256 of its file,
+so a later run can prove what is done. It is written atomically after every state change.
+
+Everything read from a manifest is untrusted: the shape is validated field by field, a file that
+is not valid JSON or has the wrong shape is moved aside (never deleted) and rebuilt by scanning
+the folder, and an entry whose name could point outside the folder is dropped, never followed.
+The types, the validation and the folder scan live in :mod:`tokysnatcher.utils.library`; this
+module owns the one writer.
+"""
+
+from __future__ import annotations
+
+import copy
+import stat
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from tokysnatcher import __version__
+from tokysnatcher.errors import FailureKind, UsageError
+from tokysnatcher.utils.atomic import atomic_write_json, disk_error_for, sha256_file
+from tokysnatcher.utils.library import (
+    ENTRY_FIELDS,
+    MANIFEST_NAME,
+    PARTS_DIR_NAME,
+    SCHEMA_VERSION,
+    WORK_DIR_NAME,
+    BookFile,
+    BookInfo,
+    ChapterCheck,
+    ChapterEntry,
+    ChapterStatus,
+    CorruptManifest,
+    ManifestDoc,
+    audio_files,
+    check_entry_name,
+    format_timestamp,
+    read_manifest,
+    scan_doc,
+    utc_now,
+)
+
+# Re-exported: callers need these with the manager.
+__all__ = [
+    "BookFile",
+    "BookInfo",
+    "ChapterCheck",
+    "ChapterEntry",
+    "ChapterStatus",
+    "ManifestManager",
+    "VerifyReport",
+    "VerifyRow",
+    "build_manifest_from_scan",
+    "check_file",
+    "verify_folder",
+]
+
+Clock = Callable[[], datetime]
+
+
+class ManifestManager:
+    """The one writer of a book's manifest.
+
+    Every state change saves the whole manifest atomically before returning; a lock makes
+    change-and-save one step, so worker threads may call the ``mark_*`` methods at once. Only one
+    process should write a book's manifest at a time.
+
+    A new manifest is written at the first state change, never at open. A corrupt one found at
+    open is replaced in memory by a scan of the folder and moved aside to
+    ``.tokysnatcher.json.corrupt-<time>`` at that first save (so ``--dry-run`` changes nothing).
+    """
+
+    def __init__(
+        self,
+        book_dir: Path,
+        doc: ManifestDoc,
+        *,
+        tool_version: str,
+        clock: Clock = utc_now,
+        corrupt_reason: str | None = None,
+    ) -> None:
+        self.book_dir = book_dir
+        self.path = book_dir / MANIFEST_NAME
+        self.tool_version = tool_version
+        self.warnings: list[str] = list(doc.warnings)
+        self.corrupt_reason = corrupt_reason  # why the file on disk was not used, if it was not
+        self.corrupt_copy: Path | None = None  # where the corrupt file went, once moved
+        self._clock = clock
+        self._doc = doc
+        self._lock = threading.RLock()
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, book_dir: Path, book: BookInfo, *, tool_version: str, clock: Clock = utc_now
+    ) -> ManifestManager:
+        """The manifest of ``book_dir`` for a run on ``book``; see :meth:`load` for validation.
+
+        An existing manifest keeps its chapters and format (change it with :meth:`set_format`);
+        the other book details are refreshed from ``book``. Chapters left ``downloading`` by a run
+        that died are ``pending`` again: nobody else is writing this manifest.
+        """
+        manager = cls._read(book_dir, book, tool_version=tool_version, clock=clock)
+        if manager is None:
+            now = format_timestamp(clock())
+            doc = ManifestDoc(
+                book=replace(book, format=str(book.format)),
+                tool_version=tool_version,
+                created_at=now,
+                updated_at=now,
+                chapters={},
+            )
+            return cls(book_dir, doc, tool_version=tool_version, clock=clock)
+        with manager._lock:
+            doc = manager._doc
+            if manager.corrupt_reason is None:
+                stored, doc.book = doc.book, replace(book, format=doc.book.format)
+                for key in ("narrator", "year", "cover_url"):  # the site may omit them this time
+                    if getattr(doc.book, key) is None:
+                        setattr(doc.book, key, getattr(stored, key))
+            for name, entry in doc.chapters.items():
+                if entry.status is ChapterStatus.DOWNLOADING:
+                    doc.chapters[name] = replace(entry, status=ChapterStatus.PENDING)
+        return manager
+
+    @classmethod
+    def load(
+        cls, book_dir: Path, *, tool_version: str = __version__, clock: Clock = utc_now
+    ) -> ManifestManager | None:
+        """The manifest of ``book_dir`` as it is, or None when the folder has none.
+
+        Unsafe entry names are dropped (see ``warnings``). A corrupt manifest yields a manager
+        rebuilt from the audio files found (``corrupt_reason`` says why); a manifest of a newer
+        schema, or one that cannot be read, raises :class:`ManifestError`.
+        """
+        return cls._read(book_dir, None, tool_version=tool_version, clock=clock)
+
+    @classmethod
+    def from_scan(
+        cls,
+        book_dir: Path,
+        book: BookInfo | None,
+        *,
+        tool_version: str,
+        clock: Clock = utc_now,
+    ) -> ManifestManager:
+        """A manifest (not yet saved) adopting the ``NN - Title.ext`` files in ``book_dir``."""
+        doc = scan_doc(book_dir, book, tool_version, format_timestamp(clock()))
+        return cls(book_dir, doc, tool_version=tool_version, clock=clock)
+
+    @classmethod
+    def _read(
+        cls, book_dir: Path, book: BookInfo | None, *, tool_version: str, clock: Clock
+    ) -> ManifestManager | None:
+        try:
+            doc = read_manifest(book_dir / MANIFEST_NAME)
+        except CorruptManifest as err:
+            manager = cls.from_scan(book_dir, book, tool_version=tool_version, clock=clock)
+            manager.corrupt_reason = str(err)
+            manager.warnings.append(
+                f"{MANIFEST_NAME} in {book_dir} is corrupt ({err}): it is moved aside and "
+                f"rebuilt from the {len(manager._doc.chapters)} audio files found"
+            )
+            return manager
+        if doc is None:
+            return None
+        return cls(book_dir, doc, tool_version=tool_version, clock=clock)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """A deep copy of the manifest as it would be saved."""
+        with self._lock:
+            return copy.deepcopy(self._to_json())
+
+    @property
+    def book(self) -> BookInfo:
+        """A copy of the book details."""
+        with self._lock:
+            return replace(self._doc.book)
+
+    @property
+    def format(self) -> str:
+        """The output format the chapters were (or are being) made in."""
+        return self._doc.book.format
+
+    @property
+    def chapters(self) -> Mapping[str, ChapterEntry]:
+        """A read-only snapshot: file name -> entry."""
+        with self._lock:
+            return MappingProxyType(dict(self._doc.chapters))
+
+    def chapter(self, name: str) -> ChapterEntry | None:
+        """The entry for ``name``, or None."""
+        with self._lock:
+            return self._doc.chapters.get(name)
+
+    @property
+    def book_file(self) -> BookFile | None:
+        """The merged m4b file, once it is made."""
+        return self._doc.book_file
+
+    def chapter_path(self, name: str) -> Path:
+        """Where the chapter file ``name`` lives: the book folder, or the parts folder for m4b."""
+        check_entry_name(name)
+        if self.format == "m4b":
+            return self.book_dir / WORK_DIR_NAME / PARTS_DIR_NAME / name
+        return self.book_dir / name
+
+    def check_chapter(self, name: str) -> ChapterCheck:
+        """Compare the chapter's file with its entry: size first, then SHA-256.
+
+        A chapter the manifest does not know, or does not claim complete, is ``incomplete``. A
+        symbolic link or anything but a regular file counts as ``missing``.
+        """
+        entry = self.chapter(name)
+        if entry is None or entry.status is not ChapterStatus.COMPLETE:
+            return ChapterCheck.INCOMPLETE
+        # parse_manifest and mark_complete guarantee both for a complete entry
+        assert entry.size is not None
+        assert entry.sha256 is not None
+        return check_file(self.chapter_path(name), entry.size, entry.sha256)
+
+    def is_complete_on_disk(self, name: str) -> bool:
+        """True when the manifest proves the chapter complete (size and SHA-256 match)."""
+        return self.check_chapter(name) is ChapterCheck.OK
+
+    def check_book_file(self) -> ChapterCheck:
+        """:meth:`check_chapter` for the merged m4b file (``incomplete`` until it is made)."""
+        book_file = self.book_file
+        if book_file is None:
+            return ChapterCheck.INCOMPLETE
+        return check_file(self.book_dir / book_file.name, book_file.size, book_file.sha256)
+
+    # -- changing -----------------------------------------------------------------------------
+
+    def _now(self) -> str:
+        return format_timestamp(self._clock())
+
+    def _change(self, name: str, **changes: Any) -> ChapterEntry:
+        with self._lock:
+            entry = self._doc.chapters.get(name)
+            if entry is None:
+                raise KeyError(f"{name!r} is not in the manifest; call ensure_chapter first")
+            updated = replace(entry, **changes)
+            if updated != entry:
+                self._doc.chapters[name] = updated
+                self._save_locked()
+            return updated
+
+    def ensure_chapter(self, name: str, *, index: int, title: str, **extra: Any) -> ChapterEntry:
+        """Add ``name`` as a pending chapter, or refresh its index, title and extra fields."""
+        check_entry_name(name)
+        if clash := ENTRY_FIELDS & extra.keys():
+            raise ValueError(f"extra fields may not replace {sorted(clash)}")
+        with self._lock:
+            entry = self._doc.chapters.get(name)
+            if entry is None:
+                entry = ChapterEntry(index=index, title=title, extra=extra)
+                self._doc.chapters[name] = entry
+                self._save_locked()
+                return entry
+            return self._change(name, index=index, title=title, extra={**entry.extra, **extra})
+
+    def mark_downloading(self, name: str) -> ChapterEntry:
+        """A new attempt starts: ``attempts`` + 1, ``started_at`` now."""
+        with self._lock:
+            entry = self.chapter(name)
+            attempts = (entry.attempts if entry is not None else 0) + 1
+            return self._change(
+                name,
+                status=ChapterStatus.DOWNLOADING,
+                attempts=attempts,
+                started_at=self._now(),
+                completed_at=None,
+                size=None,
+                sha256=None,
+            )
+
+    def mark_complete(self, name: str, *, size: int, sha256: str) -> ChapterEntry:
+        """The chapter's file is in place with this size and SHA-256."""
+        if not _is_sha256(sha256) or size < 0:
+            raise ValueError(f"bad size or SHA-256 for {name!r}: {size}, {sha256!r}")
+        return self._change(
+            name,
+            status=ChapterStatus.COMPLETE,
+            size=size,
+            sha256=sha256,
+            completed_at=self._now(),
+            last_error=None,
+        )
+
+    def mark_failed(self, name: str, kind: FailureKind | str, message: str) -> ChapterEntry:
+        """The chapter failed for good (this run): ``last_error`` says how."""
+        return self._change(
+            name,
+            status=ChapterStatus.FAILED,
+            size=None,
+            sha256=None,
+            completed_at=None,
+            last_error={"kind": str(kind), "message": message},
+        )
+
+    def mark_pending(self, name: str) -> ChapterEntry:
+        """Back to the queue (interrupted, or its file failed verification)."""
+        return self._change(
+            name, status=ChapterStatus.PENDING, size=None, sha256=None, completed_at=None
+        )
+
+    def remove_chapter(self, name: str) -> None:
+        """Forget a chapter (its file, if any, is left alone)."""
+        with self._lock:
+            if self._doc.chapters.pop(name, None) is not None:
+                self._save_locked()
+
+    def set_book_file(self, name: str, size: int, sha256: str) -> None:
+        """Record the merged m4b file (a plain name in the book folder)."""
+        check_entry_name(name)
+        if not _is_sha256(sha256) or size < 0:
+            raise ValueError(f"bad size or SHA-256 for {name!r}: {size}, {sha256!r}")
+        with self._lock:
+            self._doc.book_file = BookFile(name, size, sha256)
+            self._save_locked()
+
+    def clear_book_file(self) -> None:
+        """Forget the merged m4b file (it is missing or must be made again)."""
+        with self._lock:
+            if self._doc.book_file is not None:
+                self._doc.book_file = None
+                self._save_locked()
+
+    def set_format(self, fmt: str) -> None:
+        """Switch the output format; a different one starts the chapter list afresh.
+
+        The entries describe files of the old format (which stay on disk, unknown to the
+        manifest), so they cannot prove anything about the new one.
+        """
+        with self._lock:
+            if fmt == self._doc.book.format:
+                return
+            if self._doc.chapters or self._doc.book_file:
+                self.warnings.append(
+                    f"format changed from {self._doc.book.format} to {fmt}: "
+                    f"{len(self._doc.chapters)} chapter entries start afresh"
+                )
+            self._doc.book.format = str(fmt)
+            self._doc.chapters.clear()
+            self._doc.book_file = None
+            self._save_locked()
+
+    def save(self) -> None:
+        """Write the manifest now (also moves a corrupt predecessor aside first)."""
+        with self._lock:
+            self._save_locked()
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def _to_json(self) -> dict[str, Any]:
+        doc = self._doc
+        data: dict[str, Any] = {
+            **doc.extra,
+            "schema_version": SCHEMA_VERSION,
+            "tool_version": doc.tool_version,
+            "book": {**doc.book_extra, **asdict(doc.book)},
+            "created_at": doc.created_at,
+            "updated_at": doc.updated_at,
+            "chapters": {name: entry.to_json() for name, entry in doc.chapters.items()},
+        }
+        if doc.book_file is not None:
+            data["book_file"] = doc.book_file._asdict()
+        return data
+
+    def _save_locked(self) -> None:
+        if self.corrupt_reason is not None and self.corrupt_copy is None:
+            self._move_corrupt_aside()
+        try:
+            self.book_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise (disk_error_for(err, self.book_dir, action="create") or err) from err
+        self._doc.tool_version = self.tool_version
+        self._doc.updated_at = self._now()
+        atomic_write_json(self.path, self._to_json())
+
+    def _move_corrupt_aside(self) -> None:
+        stamp = self._clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.with_name(f"{MANIFEST_NAME}.corrupt-{stamp}")
+        n = 1
+        while target.exists() or target.is_symlink():
+            target = self.path.with_name(f"{MANIFEST_NAME}.corrupt-{stamp}-{n}")
+            n += 1
+        try:
+            self.path.rename(target)
+        except FileNotFoundError:
+            pass  # already gone: nothing left to keep
+        except OSError as err:
+            raise (disk_error_for(err, self.path, action="move aside") or err) from err
+        else:
+            self.corrupt_copy = target
+            self.warnings.append(f"the corrupt manifest was kept as {target.name}")
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in _HEX for c in value)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def check_file(path: Path, size: int, sha256: str) -> ChapterCheck:
+    """``ok`` when ``path`` is a regular file of this size and SHA-256 (symlinks: ``missing``)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return ChapterCheck.MISSING
+    if not stat.S_ISREG(info.st_mode):
+        return ChapterCheck.MISSING
+    if info.st_size != size:
+        return ChapterCheck.SIZE_MISMATCH
+    try:
+        _, digest = sha256_file(path)
+    except OSError:
+        return ChapterCheck.MISSING
+    return ChapterCheck.OK if digest == sha256 else ChapterCheck.HASH_MISMATCH
+
+
+def build_manifest_from_scan(
+    book_dir: Path, book: BookInfo | None, tool_version: str, *, clock: Clock = utc_now
+) -> ManifestManager:
+    """Adopt the ``NN - Title.ext`` files in ``book_dir`` as complete chapters and save.
+
+    Without ``book``, the author and title come from the folder names (``<root>/<Author>/
+    <Title>``) and the format from the files. Any manifest already there is replaced.
+    """
+    manager = ManifestManager.from_scan(book_dir, book, tool_version=tool_version, clock=clock)
+    manager.save()
+    return manager
+
+
+@dataclass(frozen=True)
+class VerifyRow:
+    """One checked file: a chapter, or the merged m4b (``is_book_file``)."""
+
+    name: str
+    index: int
+    title: str
+    check: ChapterCheck
+    detail: str
+    marked_pending: bool = False
+    is_book_file: bool = False
+
+
+@dataclass(kw_only=True)
+class VerifyReport:
+    """The outcome of :func:`verify_folder`, as data for the CLI to render."""
+
+    book_dir: Path
+    book: BookInfo | None = None
+    rows: list[VerifyRow] = field(default_factory=list)
+    unknown_files: list[str] = field(default_factory=list)
+    adopted: int | None = None  # files adopted into a new manifest, when there was none
+    corrupt_copy: Path | None = None  # where a corrupt manifest was moved before the rebuild
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def nothing_found(self) -> bool:
+        """No manifest and no audio file: there was nothing to verify."""
+        return self.book is None
+
+    @property
+    def problems(self) -> list[VerifyRow]:
+        """Rows that are not ``ok``."""
+        return [row for row in self.rows if row.check is not ChapterCheck.OK]
+
+    @property
+    def clean(self) -> bool:
+        """Every chapter (and book file) verified; unknown files are reported but allowed."""
+        return not self.nothing_found and not self.problems
+
+
+_DETAILS = {
+    ChapterCheck.OK: "ok",
+    ChapterCheck.MISSING: "file missing",
+    ChapterCheck.SIZE_MISMATCH: "size differs from the manifest",
+    ChapterCheck.HASH_MISMATCH: "SHA-256 differs from the manifest",
+    ChapterCheck.DECODE_ERROR: "does not decode",
+}
+
+
+def _verify_chapter(
+    manager: ManifestManager,
+    name: str,
+    entry: ChapterEntry,
+    deep_check: Callable[[Path], str | None] | None,
+) -> VerifyRow:
+    check = manager.check_chapter(name)
+    detail = _DETAILS.get(check, "")
+    if check is ChapterCheck.INCOMPLETE:
+        error = entry.last_error
+        detail = f"not complete ({entry.status})" + (
+            f": {error['kind']}: {error['message']}" if error else ""
+        )
+    elif check is ChapterCheck.OK and deep_check is not None:
+        if (problem := deep_check(manager.chapter_path(name))) is not None:
+            check, detail = ChapterCheck.DECODE_ERROR, f"does not decode: {problem}"
+    # A file that is there but wrong, or a run that died mid-download, must be redone; a
+    # pending or failed chapter is redone by --resume anyway and keeps its last error.
+    redo = check not in (ChapterCheck.OK, ChapterCheck.INCOMPLETE) or (
+        entry.status is ChapterStatus.DOWNLOADING
+    )
+    if redo:
+        manager.mark_pending(name)
+    return VerifyRow(name, entry.index, entry.title, check, detail, marked_pending=redo)
+
+
+def verify_folder(
+    book_dir: Path,
+    *,
+    tool_version: str = __version__,
+    deep_check: Callable[[Path], str | None] | None = None,
+    clock: Clock = utc_now,
+) -> VerifyReport:
+    """Verify a book folder against its manifest (SPEC §4 ``--verify-folder``).
+
+    No manifest: the audio files found are adopted into a new one. A corrupt manifest is moved
+    aside and rebuilt. Each chapter is checked (size, then SHA-256, then ``deep_check`` if given,
+    which returns an error text for a file that does not decode); chapters found bad are marked
+    ``pending`` so the next ``--resume`` redoes them. Raises :class:`UsageError` when
+    ``book_dir`` is not a folder and :class:`ManifestError` for a newer schema.
+    """
+    if not book_dir.is_dir():
+        raise UsageError(
+            f"{book_dir} is not a folder", hint="Pass the folder of one book to --verify-folder."
+        )
+    report = VerifyReport(book_dir=book_dir)
+    manager = ManifestManager.load(book_dir, tool_version=tool_version, clock=clock)
+    if manager is None:
+        manager = ManifestManager.from_scan(book_dir, None, tool_version=tool_version, clock=clock)
+        report.adopted = len(manager.chapters) + (manager.book_file is not None)
+        if not report.adopted:
+            report.unknown_files = audio_files(book_dir)
+            report.warnings.append(f"{book_dir} has no manifest and no NN - Title audio files")
+            return report
+        report.warnings.append(f"no manifest: adopted {report.adopted} files found")
+    if manager.corrupt_reason is not None or report.adopted:
+        manager.save()  # moves a corrupt manifest aside first
+    report.corrupt_copy = manager.corrupt_copy
+    report.book = manager.book
+    for name, entry in sorted(manager.chapters.items(), key=lambda kv: (kv[1].index, kv[0])):
+        report.rows.append(_verify_chapter(manager, name, entry, deep_check))
+    if manager.format == "m4b":
+        report.rows.append(_verify_book_file(manager, deep_check))
+    known = set(manager.chapters) if manager.format != "m4b" else set()
+    if manager.book_file is not None:
+        known.add(manager.book_file.name)
+    report.unknown_files = [n for n in audio_files(book_dir) if n not in known]
+    report.warnings[:0] = manager.warnings
+    return report
+
+
+def _verify_book_file(
+    manager: ManifestManager, deep_check: Callable[[Path], str | None] | None
+) -> VerifyRow:
+    book_file = manager.book_file
+    title = manager.book.title
+    if book_file is None:
+        return VerifyRow(
+            "(m4b book file)", 0, title, ChapterCheck.INCOMPLETE, "not made yet", False, True
+        )
+    check = manager.check_book_file()
+    detail = _DETAILS.get(check, "")
+    if check is ChapterCheck.OK and deep_check is not None:
+        if (problem := deep_check(manager.book_dir / book_file.name)) is not None:
+            check, detail = ChapterCheck.DECODE_ERROR, f"does not decode: {problem}"
+    if check is not ChapterCheck.OK:
+        manager.clear_book_file()  # the next --resume merges the book again
+    return VerifyRow(book_file.name, 0, title, check, detail, False, True)

@@ -1,0 +1,407 @@
+"""The manifest: its shape, every state change saved, untrusted content handled (SPEC §4)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tokysnatcher.errors import ExitCode, FailureKind, ManifestError
+from tokysnatcher.utils.atomic import hashing_writer, sha256_file
+from tokysnatcher.utils.manifest import (
+    BookInfo,
+    ChapterCheck,
+    ChapterStatus,
+    ManifestManager,
+)
+
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+class StepClock:
+    """A clock that moves one second each time it is read."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def make_book(fmt: str = "mp3", chapters: int = 3) -> BookInfo:
+    return BookInfo(
+        title="The Hobbit",
+        author="J. R. R. Tolkien",
+        source_url="https://tokybook.com/post/the-hobbit",
+        slug="the-hobbit",
+        format=fmt,
+        chapter_count=chapters,
+        narrator="Andy Serkis",
+        year=2020,
+    )
+
+
+def write_chapter(path: Path, payload: bytes) -> tuple[int, str]:
+    """Write a chapter file the way the downloader does and return (size, sha256)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with hashing_writer(path) as out:
+        out.write(payload)
+    return out.size, out.sha256
+
+
+def on_disk(folder: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((folder / ".tokysnatcher.json").read_text("utf-8"))
+    return data
+
+
+def open_manager(folder: Path, fmt: str = "mp3") -> ManifestManager:
+    return ManifestManager.open(folder, make_book(fmt), tool_version="0.4.0", clock=StepClock())
+
+
+def test_open_writes_nothing_until_the_first_state_change(tmp_path: Path) -> None:
+    folder = tmp_path / "Author" / "Title"
+    manager = open_manager(folder)
+    assert not folder.exists(), "open must not create the folder"
+    manager.ensure_chapter("01 - Prologue.mp3", index=1, title="Prologue")
+    assert manager.path == folder / ".tokysnatcher.json"
+    assert manager.path.is_file()
+
+
+def test_full_lifecycle_has_the_spec_shape(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    name = "01 - Prologue.mp3"
+    manager.ensure_chapter(name, index=1, title="Prologue", source_src="/ch1.m3u8")
+    manager.mark_downloading(name)
+    manager.mark_failed(name, FailureKind.NETWORK, "connection reset")
+    failed = on_disk(tmp_path)["chapters"][name]
+    assert failed["status"] == "failed"
+    assert failed["last_error"] == {"kind": "network", "message": "connection reset"}
+    manager.mark_downloading(name)
+    size, digest = write_chapter(tmp_path / name, b"ID3 audio bytes" * 1000)
+    manager.mark_complete(name, size=size, sha256=digest)
+
+    data = on_disk(tmp_path)
+    assert data["schema_version"] == 1
+    assert data["tool_version"] == "0.4.0"
+    assert data["book"] == {
+        "title": "The Hobbit",
+        "author": "J. R. R. Tolkien",
+        "source_url": "https://tokybook.com/post/the-hobbit",
+        "slug": "the-hobbit",
+        "format": "mp3",
+        "chapter_count": 3,
+        "narrator": "Andy Serkis",
+        "year": 2020,
+        "cover_url": None,
+    }
+    assert STAMP.fullmatch(data["created_at"])
+    assert STAMP.fullmatch(data["updated_at"])
+    assert data["updated_at"] > data["created_at"]
+    entry = data["chapters"][name]
+    assert entry["status"] == "complete"
+    assert (entry["size"], entry["sha256"]) == sha256_file(tmp_path / name)
+    assert entry["attempts"] == 2
+    assert entry["last_error"] is None
+    assert entry["source_src"] == "/ch1.m3u8"
+    assert STAMP.fullmatch(entry["started_at"])
+    assert STAMP.fullmatch(entry["completed_at"])
+    assert data == manager.data
+    assert manager.check_chapter(name) is ChapterCheck.OK
+    assert manager.is_complete_on_disk(name)
+
+
+def test_manifest_file_is_sorted_and_readable(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    manager.ensure_chapter("02 - B.mp3", index=2, title="B")
+    manager.ensure_chapter("01 - A.mp3", index=1, title="A")
+    text = manager.path.read_text("utf-8")
+    assert text.endswith("}\n")
+    assert text.index('"01 - A.mp3"') < text.index('"02 - B.mp3"')
+    assert '\n  "book": {\n' in text
+
+
+def test_tampering_is_detected(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    names = ["01 - A.mp3", "02 - B.mp3", "03 - C.mp3", "04 - D.mp3"]
+    for i, name in enumerate(names, 1):
+        manager.ensure_chapter(name, index=i, title=name[5])
+        size, digest = write_chapter(tmp_path / name, bytes([i]) * 5000)
+        manager.mark_complete(name, size=size, sha256=digest)
+    (tmp_path / names[0]).unlink()
+    (tmp_path / names[1]).write_bytes(b"\x02" * 4000)  # truncated
+    (tmp_path / names[2]).write_bytes(b"\x09" * 5000)  # same size, other bytes
+    (tmp_path / names[3]).unlink()
+    (tmp_path / names[3]).symlink_to(tmp_path / names[2])  # never followed
+    assert [manager.check_chapter(n) for n in names] == [
+        ChapterCheck.MISSING,
+        ChapterCheck.SIZE_MISMATCH,
+        ChapterCheck.HASH_MISMATCH,
+        ChapterCheck.MISSING,
+    ]
+    assert manager.check_chapter("99 - Unknown.mp3") is ChapterCheck.INCOMPLETE
+
+
+def test_chapter_not_complete_is_incomplete_even_if_a_file_exists(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    manager.ensure_chapter("01 - A.mp3", index=1, title="A")
+    (tmp_path / "01 - A.mp3").write_bytes(b"partial")
+    assert manager.check_chapter("01 - A.mp3") is ChapterCheck.INCOMPLETE
+
+
+def test_reopen_keeps_state_and_resets_interrupted_downloads(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    manager.ensure_chapter("01 - A.mp3", index=1, title="A")
+    manager.ensure_chapter("02 - B.mp3", index=2, title="B")
+    size, digest = write_chapter(tmp_path / "01 - A.mp3", b"a" * 10)
+    manager.mark_complete("01 - A.mp3", size=size, sha256=digest)
+    manager.mark_downloading("02 - B.mp3")  # then the process is killed
+
+    loaded = ManifestManager.load(tmp_path)
+    assert loaded is not None
+    assert loaded.chapter("02 - B.mp3").status is ChapterStatus.DOWNLOADING  # type: ignore[union-attr]
+    reopened = open_manager(tmp_path)
+    assert reopened.chapter("02 - B.mp3").status is ChapterStatus.PENDING  # type: ignore[union-attr]
+    assert reopened.chapter("02 - B.mp3").attempts == 1  # type: ignore[union-attr]
+    assert reopened.is_complete_on_disk("01 - A.mp3")
+    assert ManifestManager.load(tmp_path / "elsewhere") is None
+
+
+def test_open_refreshes_book_details_but_keeps_the_stored_format(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path, "m4a")
+    manager.ensure_chapter("01 - A.m4a", index=1, title="A")
+    book = make_book("mp3", chapters=5)
+    book.narrator = None
+    reopened = ManifestManager.open(tmp_path, book, tool_version="0.5.0")
+    assert reopened.format == "m4a"
+    assert reopened.book.chapter_count == 5
+    assert reopened.book.narrator == "Andy Serkis"  # not lost when the site omits it
+    reopened.set_format("mp3")
+    assert reopened.chapters == {}
+    assert on_disk(tmp_path)["book"]["format"] == "mp3"
+    assert on_disk(tmp_path)["tool_version"] == "0.5.0"
+
+
+def test_unknown_fields_survive_a_save(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    manager.ensure_chapter("01 - A.mp3", index=1, title="A")
+    data = on_disk(tmp_path)
+    data["future_top"] = {"x": 1}
+    data["book"]["future_book"] = "y"
+    data["chapters"]["01 - A.mp3"]["future_chapter"] = [1, 2]
+    manager.path.write_text(json.dumps(data))
+    reopened = open_manager(tmp_path)
+    reopened.mark_downloading("01 - A.mp3")
+    saved = on_disk(tmp_path)
+    assert saved["future_top"] == {"x": 1}
+    assert saved["book"]["future_book"] == "y"
+    assert saved["chapters"]["01 - A.mp3"]["future_chapter"] == [1, 2]
+
+
+def test_concurrent_updates_from_16_threads_lose_nothing(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    per_thread = 3
+    names = [f"{t:02d}{c} - T.mp3" for t in range(16) for c in range(per_thread)]
+    for i, name in enumerate(names, 1):
+        manager.ensure_chapter(name, index=i, title="T")
+    shared = "0000 - Shared.mp3"
+    manager.ensure_chapter(shared, index=999, title="Shared")
+    digests = {name: (i, f"{i:064x}") for i, name in enumerate(names, 1)}
+    start = threading.Barrier(17)
+    errors: list[BaseException] = []
+    stop_reading = threading.Event()
+
+    def worker(t: int) -> None:
+        try:
+            start.wait()
+            manager.mark_downloading(shared)  # a read-modify-write of "attempts" by everyone
+            for name in names[t * per_thread : (t + 1) * per_thread]:
+                manager.mark_downloading(name)
+                manager.mark_failed(name, FailureKind.TIMEOUT, "stalled")
+                manager.mark_downloading(name)
+                size, digest = digests[name]
+                manager.mark_complete(name, size=size, sha256=digest)
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    def reader() -> None:
+        start.wait()
+        while not stop_reading.is_set():
+            json.loads(manager.path.read_text("utf-8"))  # always whole, never half-written
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
+    read_thread = threading.Thread(target=reader)
+    for thread in [*threads, read_thread]:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    stop_reading.set()
+    read_thread.join(timeout=10)
+    assert not errors
+    data = on_disk(tmp_path)
+    assert len(data["chapters"]) == len(names) + 1
+    assert data["chapters"][shared]["attempts"] == 16
+    for name, (size, digest) in digests.items():
+        entry = data["chapters"][name]
+        assert (entry["status"], entry["size"], entry["sha256"]) == ("complete", size, digest)
+        assert entry["attempts"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == [".tokysnatcher.json"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe garbage",
+        b"[]",
+        b'{"schema_version": 1, "book": {}, "chapters": {}}',
+        b'{"schema_version": "1"}',
+        b'{"schema_version": 0, "book": null, "chapters": {}}',
+    ],
+)
+def test_corrupt_manifest_is_moved_aside_and_rebuilt_from_files(
+    tmp_path: Path, content: bytes
+) -> None:
+    size, digest = write_chapter(tmp_path / "01 - Prologue.mp3", b"ID3 prologue")
+    (tmp_path / ".tokysnatcher.json").write_bytes(content)
+    manager = open_manager(tmp_path)
+    assert manager.corrupt_reason
+    assert any("corrupt" in w for w in manager.warnings)
+    assert (tmp_path / ".tokysnatcher.json").read_bytes() == content, "not touched at open"
+    assert manager.is_complete_on_disk("01 - Prologue.mp3")
+    manager.ensure_chapter("02 - Next.mp3", index=2, title="Next")
+    copies = sorted(tmp_path.glob(".tokysnatcher.json.corrupt-*"))
+    assert [c.name for c in copies] == [".tokysnatcher.json.corrupt-20261123T100002Z"]
+    assert copies[0].read_bytes() == content, "the corrupt file is kept, never deleted"
+    entry = on_disk(tmp_path)["chapters"]["01 - Prologue.mp3"]
+    assert (entry["status"], entry["size"], entry["sha256"]) == ("complete", size, digest)
+
+
+@pytest.mark.parametrize(
+    "chapter",
+    [
+        {"index": 1, "title": "A", "status": "done"},
+        {"index": 0, "title": "A", "status": "pending"},
+        {"index": True, "title": "A", "status": "pending"},
+        {"index": 1, "title": "A", "status": "complete", "size": 3, "sha256": None},
+        {"index": 1, "title": "A", "status": "complete", "size": -1, "sha256": "0" * 64},
+        {"index": 1, "title": "A", "status": "complete", "size": 1, "sha256": "XYZ"},
+        {"index": 1, "title": "A", "status": "failed", "last_error": "boom"},
+        {"index": 1, "title": "A", "status": ["pending"]},
+        "not an object",
+    ],
+)
+def test_wrong_shape_is_corrupt_not_trusted(tmp_path: Path, chapter: object) -> None:
+    manager = open_manager(tmp_path)
+    manager.ensure_chapter("01 - A.mp3", index=1, title="A")
+    data = on_disk(tmp_path)
+    data["chapters"]["01 - A.mp3"] = chapter
+    manager.path.write_text(json.dumps(data))
+    loaded = ManifestManager.load(tmp_path)
+    assert loaded is not None
+    assert loaded.corrupt_reason is not None
+    assert loaded.chapters == {}  # no audio file to adopt
+
+
+def test_entries_pointing_outside_are_dropped_never_followed(tmp_path: Path) -> None:
+    book = tmp_path / "book"
+    manager = open_manager(book)
+    manager.ensure_chapter("01 - A.mp3", index=1, title="A")
+    secret = tmp_path / "secret.mp3"
+    secret.write_bytes(b"secret")
+    size, digest = sha256_file(secret)
+    data = on_disk(book)
+    hostile = ["../secret.mp3", str(secret), "sub/01.mp3", "..", ".tokysnatcher.json", "a\x00b"]
+    for name in hostile:
+        data["chapters"][name] = {
+            "index": 2,
+            "title": "x",
+            "status": "complete",
+            "size": size,
+            "sha256": digest,
+        }
+    data["book_file"] = {"name": "../secret.mp3", "size": size, "sha256": digest}
+    manager.path.write_text(json.dumps(data))
+
+    loaded = ManifestManager.load(book)
+    assert loaded is not None
+    assert loaded.corrupt_reason is None
+    assert list(loaded.chapters) == ["01 - A.mp3"]
+    assert loaded.book_file is None
+    assert len(loaded.warnings) == len(hostile) + 1
+    loaded.mark_downloading("01 - A.mp3")
+    assert list(on_disk(book)["chapters"]) == ["01 - A.mp3"]
+    assert "book_file" not in on_disk(book)
+    assert secret.read_bytes() == b"secret"
+
+
+def test_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
+    content = json.dumps({"schema_version": 2, "whatever": True}).encode()
+    (tmp_path / ".tokysnatcher.json").write_bytes(content)
+    with pytest.raises(ManifestError, match="schema version 2") as caught:
+        open_manager(tmp_path)
+    assert caught.value.exit_code is ExitCode.USAGE
+    assert "newer tokysnatcher" in caught.value.hint
+    with pytest.raises(ManifestError):
+        ManifestManager.load(tmp_path)
+    assert (tmp_path / ".tokysnatcher.json").read_bytes() == content
+    assert [p.name for p in tmp_path.iterdir()] == [".tokysnatcher.json"]
+
+
+def test_a_symlinked_manifest_is_not_followed(tmp_path: Path) -> None:
+    book = tmp_path / "book"
+    book.mkdir()
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("{}")
+    (book / ".tokysnatcher.json").symlink_to(elsewhere)
+    manager = open_manager(book)
+    assert manager.corrupt_reason == "it is not a regular file"
+    manager.save()
+    assert elsewhere.read_text() == "{}"
+    assert manager.corrupt_copy is not None
+    assert manager.corrupt_copy.is_symlink()
+    assert manager.path.is_file()
+    assert not manager.path.is_symlink()
+
+
+def test_bad_arguments_are_refused(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    with pytest.raises(ValueError, match="plain"):
+        manager.ensure_chapter("../x.mp3", index=1, title="x")
+    with pytest.raises(ValueError, match="plain"):
+        manager.ensure_chapter(".hidden.mp3", index=1, title="x")
+    with pytest.raises(ValueError, match="extra fields"):
+        manager.ensure_chapter("01 - x.mp3", index=1, title="x", status="complete")
+    with pytest.raises(KeyError, match="ensure_chapter"):
+        manager.mark_downloading("02 - never added.mp3")
+    manager.ensure_chapter("01 - x.mp3", index=1, title="x")
+    with pytest.raises(ValueError, match="SHA-256"):
+        manager.mark_complete("01 - x.mp3", size=1, sha256="abc")
+
+
+def test_m4b_parts_live_in_the_work_folder_and_book_file_is_checked(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path, "m4b")
+    part = "01 - A.m4a"
+    manager.ensure_chapter(part, index=1, title="A")
+    assert manager.chapter_path(part) == tmp_path / ".tokysnatcher" / "parts" / part
+    size, digest = write_chapter(manager.chapter_path(part), b"part one")
+    manager.mark_complete(part, size=size, sha256=digest)
+    assert manager.is_complete_on_disk(part)
+    assert manager.check_book_file() is ChapterCheck.INCOMPLETE
+    size, digest = write_chapter(tmp_path / "The Hobbit.m4b", b"whole book")
+    manager.set_book_file("The Hobbit.m4b", size, digest)
+    assert on_disk(tmp_path)["book_file"] == {
+        "name": "The Hobbit.m4b",
+        "size": size,
+        "sha256": digest,
+    }
+    assert manager.check_book_file() is ChapterCheck.OK
+    (tmp_path / "The Hobbit.m4b").write_bytes(b"whole bood")
+    assert manager.check_book_file() is ChapterCheck.HASH_MISMATCH
+    manager.clear_book_file()
+    assert "book_file" not in on_disk(tmp_path)
