@@ -1,0 +1,178 @@
+"""Download a book (and ``--demo``, and the ``--report`` JSON).
+
+Each action takes validated :class:`Settings` and an :class:`Output`, and returns an
+:class:`ExitCode`. Errors are raised (``TokysnatcherError``) for ``cli.main`` to print.
+"""
+
+from __future__ import annotations
+
+import shlex
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tokysnatcher import __version__
+from tokysnatcher.config import DEFAULT_BASE_URL, Settings
+from tokysnatcher.core.download import RunResult
+from tokysnatcher.core.ffmpeg import resolve_ffmpeg
+from tokysnatcher.core.run import BookPlan, ResumeMode, execute, open_runtime, prepare
+from tokysnatcher.core.status import RunStatus
+from tokysnatcher.errors import ExitCode, UsageError
+from tokysnatcher.render import Output
+from tokysnatcher.utils.atomic import atomic_write_json
+
+DEMO_SLUG = "the-sample-book"
+
+
+def resume_command(plan: BookPlan, settings: Settings) -> str:
+    parts = ["tokysnatcher", plan.book.source_url, "-d", str(settings.directory)]
+    parts += ["--format", str(settings.output_format)]
+    if settings.base_url != DEFAULT_BASE_URL:
+        parts += ["--base-url", settings.base_url]
+    if settings.chapters:
+        parts += ["--chapters", settings.chapters]
+    parts.append("--resume")
+    return shlex.join(parts)
+
+
+def _ask_resume(plan: BookPlan, output: Output) -> ResumeMode | None:
+    """In a terminal: resume / redownload all / cancel (None)."""
+    from rich.prompt import Prompt
+
+    done = plan.complete_count
+    output.err.print(
+        f"{plan.folder} already holds {done} of {len(plan.chapters)} chapters "
+        "(checked against the manifest)."
+    )
+    answer = Prompt.ask(
+        "[r]esume, re[d]ownload all, or [c]ancel?",
+        choices=["r", "d", "c"],
+        default="r",
+        console=output.err,
+    )
+    return {"r": ResumeMode.RESUME, "d": ResumeMode.REDOWNLOAD}.get(answer)
+
+
+def download(ref: str, settings: Settings, output: Output) -> ExitCode:
+    """Download one book (or plan it with ``--dry-run``)."""
+    ffmpeg = resolve_ffmpeg(settings.ffmpeg)
+    runtime = open_runtime(settings)
+    try:
+        mode = ResumeMode.REDOWNLOAD if settings.force_redownload else ResumeMode.RESUME
+        plan = prepare(ref, settings, runtime.client, mode=mode)
+        for warning in plan.warnings:
+            output.warn(warning)
+        if settings.dry_run:
+            from tokysnatcher.core.run import check_destination
+
+            check_destination(plan, create=False)
+            output.plan(plan)
+            return ExitCode.OK
+        if (
+            plan.manifest is not None
+            and not settings.resume
+            and not settings.force_redownload
+            and output.interactive
+        ):
+            choice = _ask_resume(plan, output)
+            if choice is None:
+                output.info("cancelled; nothing was changed")
+                return ExitCode.OK
+            if choice is ResumeMode.REDOWNLOAD:
+                plan = prepare(ref, settings, runtime.client, mode=choice)
+        output.info(
+            f"{plan.book.title} - {len(plan.to_fetch)} of {len(plan.chapters)} chapters to fetch"
+        )
+        result, status = execute(
+            plan,
+            settings,
+            runtime.client,
+            runtime.fetcher,
+            ffmpeg,
+            output.reporter(),
+            runtime.stop,
+            log=lambda message, level: output.log(message, level),
+        )
+        if settings.report is not None:
+            write_report(settings.report, plan, result, status)
+        output.summary(result, status, resume_command(plan, settings))
+        if result.interrupted:
+            return ExitCode.INTERRUPTED
+        return ExitCode.OK if result.ok else ExitCode.FAILED
+    finally:
+        runtime.close()
+
+
+def report_data(plan: BookPlan, result: RunResult, status: RunStatus) -> dict[str, Any]:
+    """The ``--report`` JSON (SPEC §6)."""
+    chapters = result.chapters
+    complete = sum(1 for c in chapters if c.status == "complete")
+    failed = len(result.failed)
+    attempted = complete + failed
+    return {
+        "tool_version": __version__,
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "book": {
+            "title": plan.book.title,
+            "author": plan.book.author,
+            "source_url": plan.book.source_url,
+            "folder": str(plan.folder),
+            "format": str(plan.output_format),
+        },
+        "summary": {
+            "complete": complete,
+            "failed": failed,
+            "skipped": sum(1 for c in chapters if c.status == "skipped"),
+            "not_finished": sum(1 for c in chapters if c.status == "pending"),
+            "retries": result.retries,
+            "success_rate": (complete / attempted) if attempted else 1.0,
+            "bytes": result.bytes_received,
+            "seconds": round(result.seconds, 3),
+            "average_speed": (result.bytes_received / result.seconds) if result.seconds else 0.0,
+            "interrupted": result.interrupted,
+            "stopped_by": result.stopped_by.message if result.stopped_by else None,
+        },
+        "chapters": [
+            {
+                "index": c.index,
+                "title": c.title,
+                "file": c.filename,
+                "status": c.status,
+                "attempts": c.attempts,
+                "failure_kinds": c.kinds,
+                "error": {"kind": c.kind, "message": c.message} if c.status == "failed" else None,
+                "bytes": c.bytes,
+                "seconds": round(c.seconds, 3),
+                "average_speed": (c.bytes / c.seconds) if c.seconds else 0.0,
+            }
+            for c in chapters
+        ],
+    }
+
+
+def write_report(path: Path, plan: BookPlan, result: RunResult, status: RunStatus) -> None:
+    try:
+        atomic_write_json(path, report_data(plan, result, status))
+    except OSError as err:
+        raise UsageError(f"--report {path}: cannot write ({err})") from err
+
+
+def demo(settings: Settings, output: Output, *, directory_given: bool) -> ExitCode:
+    """Start the stand-in site on 127.0.0.1 and download its sample book."""
+    from tokysnatcher.standin import StandinSite
+
+    folder = (
+        settings.directory
+        if directory_given
+        else Path(tempfile.mkdtemp(prefix="tokysnatcher-demo-"))
+    )
+    output.info(
+        "starting the bundled stand-in site on 127.0.0.1 (generating audio on first use)..."
+    )
+    with StandinSite() as site:
+        demo_settings = settings.replace(base_url=site.base_url, directory=folder)
+        output.info(f"stand-in site at {site.base_url}; downloading {DEMO_SLUG!r} into {folder}")
+        code = download(DEMO_SLUG, demo_settings, output)
+    output.info(f"demo finished; your files are under {folder}")
+    return code

@@ -1,0 +1,274 @@
+"""The work of one chapter attempt: resolve its playlist, fetch a segment, convert the result.
+
+These functions run on worker threads and touch only the chapter's own work folder and its
+final file. They raise :class:`DownloadError` (with a failure kind) and never write the manifest:
+the scheduler in ``core/download.py`` owns all shared state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from tokysnatcher.config import Settings
+from tokysnatcher.core.ffmpeg import (
+    FfmpegInfo,
+    Tags,
+    Target,
+    convert_command,
+    probe,
+    run_ffmpeg,
+    track_tag,
+)
+from tokysnatcher.core.hls import (
+    MAX_DIRECT_FILE_BYTES,
+    MAX_PLAYLIST_BYTES,
+    MAX_SEGMENT_BYTES,
+    Segment,
+    decode_playlist,
+    parse_media_playlist,
+    variant_of,
+)
+from tokysnatcher.core.http import Fetcher
+from tokysnatcher.core.retry import segment_backoff
+from tokysnatcher.core.status import ChapterView
+from tokysnatcher.errors import DiskError, DownloadError, FailureKind, SourceError
+from tokysnatcher.sources.tokybook import Book, TokybookClient, Track
+from tokysnatcher.utils.atomic import sha256_file
+
+T = TypeVar("T")
+# A Retry-After longer than this is left to the chapter-level retry queue instead of blocking a
+# connection worker for that long.
+MAX_QUICK_WAIT = 5.0
+_FILE_CHUNK = 1024 * 1024
+
+
+@dataclass(kw_only=True)
+class ChapterJob:
+    """One chapter of the run and the state of its current attempt."""
+
+    index: int  # 1-based chapter number in the book
+    track: Track
+    dest: Path  # the chapter's final file
+    workdir: Path  # <book>/.tokysnatcher/<NN>: segments and partial output
+    view: ChapterView
+    generation: int = 0  # bumped per attempt; events of older attempts are ignored
+    live: bool = False
+    segments: tuple[Segment, ...] = ()
+    remaining: int = 0
+    duration: float | None = None
+    segment_bytes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.dest.name
+
+    def source_files(self) -> list[Path]:
+        if self.track.is_direct:
+            return [self.workdir / "source.mp3"]
+        return [segment_path(self.workdir, s) for s in self.segments]
+
+
+def segment_path(workdir: Path, segment: Segment) -> Path:
+    return workdir / f"{segment.index:06d}.ts"
+
+
+@dataclass(kw_only=True)
+class ChapterWork:
+    """What every chapter attempt needs: the book, the site client, limits, the stop flag."""
+
+    book: Book
+    client: TokybookClient
+    fetcher: Fetcher
+    ffmpeg: FfmpegInfo
+    settings: Settings
+    target: Target  # "mp3", "m4a" or "m4a-part" (an m4b's per-chapter part)
+    total_tracks: int
+    stop: threading.Event
+    log: Callable[[str, str], None]
+
+    # -- requests --------------------------------------------------------------------------
+    def request(self, url: str, what: str, call: Callable[[dict[str, str]], T]) -> T:
+        """Run one request with quick retries, renewing the stream token once on 401/403."""
+        failures = 0
+        renewed = False
+        while True:
+            token, generation = self.client.token()
+            headers = self.client.audio_headers(self.book, url, token)
+            try:
+                return call(headers)
+            except DownloadError as err:
+                if err.kind is FailureKind.AUTH and headers and not renewed:
+                    renewed = True
+                    self._renew_token(generation)
+                    continue
+                failures += 1
+                retry_after = err.retry_after or 0.0
+                if (
+                    not err.kind.transient
+                    or err.kind is FailureKind.AUTH
+                    or failures > self.settings.segment_retries
+                    or retry_after > MAX_QUICK_WAIT
+                    or self.stop.is_set()
+                ):
+                    raise
+                delay = segment_backoff(
+                    failures,
+                    base=self.settings.segment_retry_delay,
+                    retry_after=err.retry_after,
+                    cap=MAX_QUICK_WAIT,
+                )
+                self.log(f"{what}: {err.message}; retrying in {delay:.1f} s", "debug")
+                if self.stop.wait(delay):
+                    raise DownloadError(f"{what}: cancelled", kind=FailureKind.CANCELLED) from err
+
+    def _renew_token(self, generation: int) -> None:
+        try:
+            _, new_generation = self.client.refresh_token(self.book, generation)
+        except SourceError as err:
+            raise DownloadError(
+                f"the stream token expired and could not be renewed: {err.message}",
+                kind=FailureKind.AUTH,
+            ) from err
+        if new_generation != generation:
+            self.log("stream token expired; renewed it through the playlist API", "info")
+
+    # -- chapter steps -----------------------------------------------------------------------
+    def resolve(self, job: ChapterJob) -> tuple[Segment, ...]:
+        """Fetch and check the chapter playlist; keep earlier segments only if it is unchanged."""
+        url = self.client.audio_url(job.track.src)
+        what = f"chapter {job.index} playlist"
+        text = self._playlist_text(url, what)
+        variant = variant_of(text, url)
+        if variant is not None:
+            url = variant.url
+            text = self._playlist_text(url, what)
+        media = parse_media_playlist(text, url)
+        signature = "\n".join(urlsplit(s.url).path for s in media.segments) + "\n"
+        marker = job.workdir / "segments.txt"
+        try:
+            if not marker.is_file() or marker.read_text("utf-8") != signature:
+                shutil.rmtree(job.workdir, ignore_errors=True)
+                job.workdir.mkdir(parents=True, exist_ok=True)
+                marker.write_text(signature, "utf-8")
+        except OSError as err:
+            raise DiskError(f"cannot write {job.workdir}: {err.strerror or err}") from err
+        job.duration = media.duration or job.track.duration
+        return media.segments
+
+    def _playlist_text(self, url: str, what: str) -> str:
+        body = self.request(
+            url,
+            what,
+            lambda headers: self.fetcher.fetch_bytes(
+                url, headers, what=what, limit=MAX_PLAYLIST_BYTES
+            ),
+        )
+        return decode_playlist(body)
+
+    def fetch_segment(
+        self, job: ChapterJob, segment: Segment, on_bytes: Callable[[int], None]
+    ) -> int:
+        what = f"chapter {job.index} segment {segment.index + 1}"
+        dest = segment_path(job.workdir, segment)
+        return self.request(
+            segment.url,
+            what,
+            lambda headers: self.fetcher.fetch_to_file(
+                segment.url, headers, dest, what=what, limit=MAX_SEGMENT_BYTES, on_bytes=on_bytes
+            ),
+        )
+
+    def fetch_direct(self, job: ChapterJob, on_bytes: Callable[[int], None]) -> int:
+        """A track whose ``src`` is a plain audio file: one request, same limits and retries."""
+        url = job.track.src
+        if urlsplit(url).scheme.lower() not in ("http", "https"):
+            raise DownloadError(
+                f"chapter {job.index}: not an http(s) URL", kind=FailureKind.INVALID_MEDIA
+            )
+        try:
+            job.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DiskError(f"cannot create {job.workdir}: {err.strerror or err}") from err
+        what = f"chapter {job.index} audio file"
+        dest = job.workdir / "source.mp3"
+        return self.request(
+            url,
+            what,
+            lambda headers: self.fetcher.fetch_to_file(
+                url, headers, dest, what=what, limit=MAX_DIRECT_FILE_BYTES, on_bytes=on_bytes
+            ),
+        )
+
+    def tags(self, job: ChapterJob) -> Tags:
+        return Tags(
+            title=job.view.title,
+            album=self.book.title,
+            artist=self.book.author,
+            album_artist=self.book.author,
+            composer=self.book.narrator,
+            track=track_tag(job.index, self.total_tracks),
+            genre="Audiobook",
+            date=str(self.book.year) if self.book.year else None,
+        )
+
+    def convert(self, job: ChapterJob, on_progress: Callable[[float], None]) -> tuple[int, str]:
+        """Turn the fetched audio into the chapter's file; returns (size, sha256)."""
+        sources = job.source_files()
+        info = probe(self.ffmpeg, sources[0])
+        if info.codec not in ("aac", "mp3"):
+            raise DownloadError(
+                f"chapter {job.index}: unsupported audio codec {info.codec!r}",
+                kind=FailureKind.INVALID_MEDIA,
+            )
+        if self.target == "mp3":
+            copy, extension = info.codec == "mp3", "mp3"
+        else:
+            copy, extension = info.codec == "aac", "m4a"
+        output = job.workdir / f"output.{extension}"
+        args = convert_command(
+            self.ffmpeg,
+            source="pipe",
+            source_format="mp3" if job.track.is_direct else "mpegts",
+            output=output,
+            target=self.target,
+            codec_copy=copy,
+            tags=self.tags(job),
+            source_codec=info.codec,
+        )
+        run_ffmpeg(
+            args,
+            stall_timeout=self.settings.stall_timeout,
+            kill_grace=self.settings.kill_grace,
+            stop=self.stop,
+            stdin_chunks=_read_files(sources),
+            partial_output=output,
+            on_progress=lambda sample: on_progress(sample.seconds_done),
+            duration_hint=job.duration,
+        )
+        try:
+            size, digest = sha256_file(output)
+            with output.open("rb+") as handle:
+                os.fsync(handle.fileno())
+            job.dest.parent.mkdir(parents=True, exist_ok=True)
+            output.replace(job.dest)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                output.unlink()
+            raise DiskError(f"cannot write {job.dest}: {err.strerror or err}") from err
+        shutil.rmtree(job.workdir, ignore_errors=True)
+        return size, digest
+
+
+def _read_files(paths: list[Path]) -> Iterator[bytes]:
+    for path in paths:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_FILE_CHUNK):
+                yield chunk

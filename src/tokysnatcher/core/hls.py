@@ -1,0 +1,123 @@
+"""HLS media playlists: parsing and the safety checks a hostile server calls for (SPEC §5).
+
+Parsing is done by the ``m3u8`` library; this module turns its result into our own immutable
+:class:`Segment` values and refuses anything we will not fetch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+from urllib.parse import urljoin, urlsplit
+
+import m3u8
+
+from tokysnatcher.errors import FailureKind, PlaylistError
+
+MAX_PLAYLIST_BYTES = 1024 * 1024
+MAX_SEGMENT_BYTES = 64 * 1024 * 1024
+# A direct-file chapter is one whole MP3: allow a long chapter at a high bit rate.
+MAX_DIRECT_FILE_BYTES = 2 * 1024 * 1024 * 1024
+MAX_SEGMENTS = 100_000
+
+
+@dataclass(kw_only=True, frozen=True)
+class Segment:
+    """One media segment of a chapter, in playlist order (0-based ``index``)."""
+
+    index: int
+    url: str
+    duration: float
+
+
+class Variant(NamedTuple):
+    url: str
+    bandwidth: int
+
+
+class MediaPlaylist(NamedTuple):
+    segments: tuple[Segment, ...]
+    duration: float
+
+
+def _check_http_url(url: str, what: str) -> None:
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise PlaylistError(
+            f"{what} {url[:120]!r} is not an http(s) URL; refused",
+            kind=FailureKind.INVALID_MEDIA,
+        )
+
+
+def _load(text: str, playlist_url: str) -> m3u8.M3U8:
+    if not text.lstrip("\ufeff").startswith("#EXTM3U"):
+        raise PlaylistError(
+            "the chapter playlist is not an HLS playlist (no #EXTM3U header)",
+            kind=FailureKind.INVALID_MEDIA,
+        )
+    try:
+        return m3u8.loads(text, uri=playlist_url)
+    except Exception as err:  # the parser raises assorted errors on garbage
+        raise PlaylistError(
+            f"the chapter playlist could not be parsed: {err}", kind=FailureKind.INVALID_MEDIA
+        ) from err
+
+
+def decode_playlist(body: bytes) -> str:
+    """The playlist text; refuses oversized or non-text bodies."""
+    if len(body) > MAX_PLAYLIST_BYTES:
+        raise PlaylistError(
+            "the chapter playlist is larger than 1 MiB; refused", kind=FailureKind.INVALID_MEDIA
+        )
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PlaylistError(
+            "the chapter playlist is not UTF-8 text", kind=FailureKind.INVALID_MEDIA
+        ) from err
+
+
+def variant_of(text: str, playlist_url: str) -> Variant | None:
+    """For a master playlist, the variant to follow (highest bandwidth); else None."""
+    parsed = _load(text, playlist_url)
+    if not parsed.is_variant:
+        return None
+    choices = []
+    for playlist in parsed.playlists:
+        url = urljoin(playlist_url, playlist.uri)
+        _check_http_url(url, "variant playlist URL")
+        bandwidth = getattr(playlist.stream_info, "bandwidth", None) or 0
+        choices.append(Variant(url, int(bandwidth)))
+    if not choices:
+        raise PlaylistError("the master playlist lists no variant", kind=FailureKind.INVALID_MEDIA)
+    return max(choices, key=lambda v: v.bandwidth)
+
+
+def parse_media_playlist(text: str, playlist_url: str) -> MediaPlaylist:
+    """Segments of a media playlist, with every URL absolute and checked."""
+    parsed = _load(text, playlist_url)
+    if parsed.is_variant:
+        raise PlaylistError(
+            "nested master playlists are not supported", kind=FailureKind.INVALID_MEDIA
+        )
+    for key in parsed.keys:
+        if key is None or (key.method or "NONE").upper() == "NONE":
+            continue
+        if key.uri:
+            _check_http_url(urljoin(playlist_url, key.uri), "key URL")
+        raise PlaylistError(
+            f"encrypted HLS (METHOD={key.method}) is not supported", kind=FailureKind.INVALID_MEDIA
+        )
+    segments: list[Segment] = []
+    for position, seg in enumerate(parsed.segments):
+        if not seg.uri:
+            continue
+        url = urljoin(playlist_url, seg.uri)
+        _check_http_url(url, "segment URL")
+        segments.append(Segment(index=position, url=url, duration=float(seg.duration or 0.0)))
+    if not segments:
+        raise PlaylistError("the chapter playlist lists no segment", kind=FailureKind.INVALID_MEDIA)
+    if len(segments) > MAX_SEGMENTS:
+        raise PlaylistError(
+            "the chapter playlist lists too many segments", kind=FailureKind.INVALID_MEDIA
+        )
+    return MediaPlaylist(tuple(segments), sum(s.duration for s in segments))

@@ -1,0 +1,144 @@
+"""The live state of a run, and the tiny interface through which the core reports it.
+
+The pipeline mutates a :class:`RunStatus` (under its lock) and tells a :class:`Reporter` about
+state changes; the Rich live view re-reads the status on its own refresh, the plain printer
+prints one line per event, the quiet one prints nothing. Nothing here imports Rich.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from tokysnatcher.errors import FailureKind
+
+
+class ChapterState(StrEnum):
+    WAITING = "waiting"
+    DOWNLOADING = "downloading"
+    CONVERTING = "converting"
+    RETRYING = "retrying"
+    PAUSED = "paused"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def finished(self) -> bool:
+        return self in (ChapterState.DONE, ChapterState.FAILED, ChapterState.SKIPPED)
+
+
+@dataclass
+class ChapterView:
+    """What the display shows of one chapter."""
+
+    index: int
+    title: str
+    filename: str
+    state: ChapterState = ChapterState.WAITING
+    bytes_done: int = 0
+    bytes_expected: int | None = None
+    attempt: int = 0
+    max_attempts: int = 1
+    retry_due: float | None = None  # monotonic time of the next attempt
+    kind: FailureKind | None = None
+    message: str = ""
+    size: int = 0
+    kinds: list[FailureKind] = field(default_factory=list)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def fraction(self) -> float | None:
+        if not self.bytes_expected:
+            return None
+        return min(1.0, self.bytes_done / self.bytes_expected)
+
+
+class SpeedMeter:
+    """Bytes per second over the last few seconds, from periodic samples of a byte counter."""
+
+    def __init__(self, window: float = 3.0) -> None:
+        self.window = window
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def sample(self, now: float, total: int) -> float:
+        self._samples.append((now, total))
+        while len(self._samples) > 2 and now - self._samples[0][0] > self.window:
+            self._samples.popleft()
+        first_t, first_b = self._samples[0]
+        return (total - first_b) / (now - first_t) if now > first_t else 0.0
+
+
+@dataclass
+class RunStatus:
+    """Shared by the pipeline (writer) and the views (readers)."""
+
+    book_title: str
+    author: str
+    destination: Path
+    total_chapters: int
+    connections: int
+    speed_limit: float | None = None
+    chapters: dict[int, ChapterView] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    bytes_total: int = 0  # bytes received over the network this run
+    active_connections: int = 0
+    retries: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def counts(self) -> dict[ChapterState, int]:
+        with self.lock:
+            result = dict.fromkeys(ChapterState, 0)
+            for chapter in self.chapters.values():
+                result[chapter.state] += 1
+            return result
+
+    def bytes_expected(self) -> int | None:
+        """Estimated bytes still to come over all unfinished chapters (None when unknown)."""
+        with self.lock:
+            pending = [c for c in self.chapters.values() if not c.state.finished]
+            known = [c for c in pending if c.bytes_expected]
+            if not pending:
+                return 0
+            if not known:
+                return None
+            left = sum(max(0, (c.bytes_expected or 0) - c.bytes_done) for c in known)
+            average = sum(c.bytes_expected or 0 for c in known) / len(known)
+            return int(left + average * (len(pending) - len(known)))
+
+
+class Reporter(Protocol):
+    """How the core tells the outside world what happens (start / update / finish)."""
+
+    def start(self, status: RunStatus) -> None:
+        """The run begins; ``status`` stays live until :meth:`stop`."""
+
+    def event(self, chapter: ChapterView) -> None:
+        """``chapter`` changed state (its fields say to what and why)."""
+
+    def log(self, message: str, *, level: str = "info") -> None:
+        """A message for the user (``level``: debug, info, warning, error)."""
+
+    def stop(self) -> None:
+        """The run is over: end any live display (idempotent)."""
+
+
+class SilentReporter:
+    """Reports nothing (library use, tests)."""
+
+    def start(self, status: RunStatus) -> None:
+        pass
+
+    def event(self, chapter: ChapterView) -> None:
+        pass
+
+    def log(self, message: str, *, level: str = "info") -> None:
+        pass
+
+    def stop(self) -> None:
+        pass

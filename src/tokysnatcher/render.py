@@ -1,0 +1,165 @@
+"""What the command prints: errors, summaries, plans, tables, search results.
+
+Results (summary, plan, tables, search results) go to stdout; the live view, events, warnings
+and errors go to stderr. A non-terminal gets plain lines without escape codes; ``NO_COLOR`` is
+honoured (Rich reads it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tokysnatcher.config import Verbosity
+from tokysnatcher.core.progress import make_reporter
+from tokysnatcher.core.status import Reporter
+from tokysnatcher.utils.units import format_bytes, format_duration
+
+if TYPE_CHECKING:
+    from tokysnatcher.core.download import RunResult
+    from tokysnatcher.core.run import BookPlan
+    from tokysnatcher.core.status import RunStatus
+    from tokysnatcher.sources.tokybook import SearchPage
+
+
+def _console(stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    tty = stream.isatty()
+    # Off a terminal, never wrap: one event stays one line for scripts and logs.
+    return Console(stderr=stderr, width=None if tty else 10_000, highlight=False, soft_wrap=not tty)
+
+
+class Output:
+    """Printing for one invocation, at one verbosity."""
+
+    def __init__(self, verbosity: Verbosity, out: Console, err: Console) -> None:
+        self.verbosity = verbosity
+        self.out = out
+        self.err = err
+
+    @classmethod
+    def for_terminal(cls, verbosity: Verbosity) -> Output:
+        return cls(verbosity, _console(stderr=False), _console(stderr=True))
+
+    @property
+    def interactive(self) -> bool:
+        """Prompts are allowed only with a terminal on both ends and outside CI."""
+        return sys.stdin.isatty() and self.err.is_terminal and not os.environ.get("CI")
+
+    @property
+    def quiet(self) -> bool:
+        return self.verbosity is Verbosity.QUIET
+
+    @property
+    def debug(self) -> bool:
+        return self.verbosity is Verbosity.DEBUG
+
+    @staticmethod
+    def error_line(message: str, hint: str) -> None:
+        """One line on stderr: the problem and what to do."""
+        text = f"error: {message}" + (f" - {hint}" if hint else "")
+        _console(stderr=True).print(escape(text), style="red", soft_wrap=True)
+
+    def traceback(self) -> None:
+        self.err.print_exception(show_locals=False)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(escape(message), soft_wrap=True)
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(escape(f"warning: {message}"), style="yellow", soft_wrap=True)
+
+    def log(self, message: str, level: str) -> None:
+        if level == "debug" and self.verbosity is not Verbosity.DEBUG:
+            return
+        if level == "info" and self.verbosity not in (Verbosity.VERBOSE, Verbosity.DEBUG):
+            return
+        if level == "warning":
+            self.warn(message)
+        elif level == "error":
+            self.err.print(escape(f"error: {message}"), style="red", soft_wrap=True)
+        else:
+            self.info(message)
+
+    def reporter(self) -> Reporter:
+        return make_reporter(self.err, self.verbosity)
+
+    # -- results ---------------------------------------------------------------------------
+    def plan(self, plan: BookPlan) -> None:
+        book = plan.book
+        self.out.print(
+            escape(f"{book.title} by {book.author or 'Unknown Author'}"),
+            style="bold",
+            soft_wrap=True,
+        )
+        self.out.print(escape(f"destination: {plan.folder}"), soft_wrap=True)
+        table = Table(show_edge=False, box=None, pad_edge=False)
+        for column in ("#", "action", "file", "est. size", "why"):
+            table.add_column(column, justify="right" if column in ("#", "est. size") else "left")
+        for ch in plan.chapters:
+            size = format_bytes(ch.estimated_bytes) if ch.estimated_bytes else "?"
+            table.add_row(str(ch.index), str(ch.action), escape(ch.dest.name), size, ch.reason)
+        self.out.print(table)
+        fetch = len(plan.to_fetch)
+        self.out.print(
+            f"plan: {fetch} to download, {plan.complete_count} to skip, "
+            f"about {format_bytes(plan.estimated_bytes())}; nothing was written (dry run)"
+        )
+
+    def summary(self, result: RunResult, status: RunStatus, resume_command: str) -> None:
+        chapters = result.chapters
+        done = sum(1 for c in chapters if c.status == "complete")
+        skipped = sum(1 for c in chapters if c.status == "skipped")
+        failed = result.failed
+        pending = [c for c in chapters if c.status == "pending"]
+        attempted = done + len(failed)
+        rate = 100.0 * done / attempted if attempted else 100.0
+        speed = result.bytes_received / result.seconds if result.seconds > 0 else 0.0
+        line = (
+            f"{done} complete, {len(failed)} failed, {skipped} skipped"
+            + (f", {len(pending)} not finished" if pending else "")
+            + f"; {result.retries} retries; success {rate:.0f}%; "
+            f"{format_bytes(result.bytes_received)} in {format_duration(result.seconds)}"
+            f" ({format_bytes(speed)}/s)"
+        )
+        if self.quiet:
+            self.out.print(escape(f"{status.book_title}: {line}"), soft_wrap=True)
+        else:
+            self.out.print(escape(f"{status.book_title} - {line}"), style="bold", soft_wrap=True)
+            for chapter in failed:
+                self.out.print(
+                    escape(
+                        f"  failed {chapter.index:>3} {chapter.filename}: [{chapter.kind}] "
+                        f"{chapter.message}"
+                    ),
+                    style="red",
+                    soft_wrap=True,
+                )
+            self.out.print(escape(f"files: {status.destination}"), soft_wrap=True)
+        if result.stopped_by is not None:
+            self.out.print(
+                escape(f"stopped: {result.stopped_by.message} - {result.stopped_by.hint}"),
+                style="red",
+                soft_wrap=True,
+            )
+        if failed or pending or result.interrupted or result.stopped_by is not None:
+            self.out.print(escape(f"to resume: {resume_command}"), soft_wrap=True)
+
+    def search_results(self, page: SearchPage, *, numbered_from: int = 1) -> None:
+        if not page.results:
+            self.out.print("no results")
+            return
+        for number, item in enumerate(page.results, start=numbered_from):
+            authors = ", ".join(item.authors) or "Unknown Author"
+            self.out.print(
+                escape(f"{number:>3}. {item.title} - {authors}  {item.url}"), soft_wrap=True
+            )
+        last = page.offset + len(page.results)
+        self.out.print(f"results {page.offset + 1}-{last} of {page.total}")

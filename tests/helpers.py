@@ -1,0 +1,140 @@
+"""Helpers for tests: run the real command, read audio with the real ffmpeg."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import imageio_ffmpeg
+
+from tokysnatcher.standin import StandinSite
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKYSNATCHER_")}
+    env.pop("CI", None)
+    env["NO_COLOR"] = "1"
+    env["COLUMNS"] = "120"
+    # Keep the user's real config file out of the tests.
+    env["TOKYSNATCHER_CONFIG"] = os.devnull + ".absent.toml"
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    args: Sequence[str | os.PathLike[str]],
+    *,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The real command in a child process, output captured (so not a terminal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tokysnatcher", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or cli_env(),
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def fast_options(site: StandinSite, root: Path) -> list[str]:
+    """Options every integration run uses: the stand-in site, a temp root, quick retries."""
+    return [
+        "--base-url",
+        site.base_url,
+        "-d",
+        str(root),
+        "--retry-delay",
+        "0.2",
+        "--stall-timeout",
+        "3",
+    ]
+
+
+def decoded_md5(path: Path) -> str:
+    result = subprocess.run(
+        [FFMPEG, "-v", "error", "-i", str(path), "-map", "0:a", "-f", "md5", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def metadata(path: Path) -> dict[str, str]:
+    """Tags as ffmpeg reads them (keys lower-cased)."""
+    result = subprocess.run(
+        [FFMPEG, "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    tags: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        if "=" in line and not line.startswith((";", "[")):
+            key, _, value = line.partition("=")
+            tags.setdefault(key.lower(), value)
+    return tags
+
+
+def audio_info(path: Path) -> tuple[str, float]:
+    """(codec, duration in seconds) of the first audio stream, read by decoding with ffmpeg."""
+    result = subprocess.run(
+        [FFMPEG, "-hide_banner", "-i", str(path), "-map", "0:a", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    codec = ""
+    for line in result.stderr.splitlines():
+        if "Audio:" in line and not codec:
+            codec = line.split("Audio:")[1].split()[0].strip(",")
+    times = [part for part in result.stderr.replace("\r", "\n").split() if part.startswith("time=")]
+    hours, minutes, seconds = times[-1][5:].split(":")
+    return codec, int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def pcm(path: Path) -> bytes:
+    """Decoded audio as mono 16-bit PCM."""
+    result = subprocess.run(
+        [FFMPEG, "-v", "error", "-i", str(path), "-map", "0:a", "-ac", "1", "-f", "s16le", "-"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+# Two MP3 frames: what gapless headers (encoder delay and padding) may trim at the edges.
+MP3_EDGE_SAMPLES = 2 * 1152
+
+
+def assert_same_audio(output: Path, source: Path, *, edge_samples: int = 0) -> None:
+    """The decoded output equals the decoded source, but for ``edge_samples`` trimmed or padded.
+
+    MP3 stream copies carry a gapless (LAME/Xing) header, so a decoder skips the encoder delay
+    the raw MPEG-TS source still plays; the samples in between must be identical.
+    """
+    out, src = pcm(output), pcm(source)
+    if edge_samples == 0:
+        assert out == src
+        return
+    assert abs(len(out) - len(src)) <= 2 * edge_samples * 2, (len(out), len(src))
+    shorter, longer = (out, src) if len(out) <= len(src) else (src, out)
+    core = shorter[2 * edge_samples : len(shorter) - 2 * edge_samples]
+    assert core, "audio shorter than the allowed edges"
+    assert longer.find(core) != -1, "the audio differs beyond gapless trimming at the edges"
