@@ -13,10 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from tokysnatcher import __version__
-from tokysnatcher.config import DEFAULT_BASE_URL, Settings
+from tokysnatcher.config import DEFAULT_BASE_URL, OutputFormat, Settings
 from tokysnatcher.core.download import RunResult
-from tokysnatcher.core.ffmpeg import resolve_ffmpeg
-from tokysnatcher.core.run import BookPlan, ResumeMode, execute, open_runtime, prepare
+from tokysnatcher.core.ffmpeg import FfmpegInfo, resolve_ffmpeg
+from tokysnatcher.core.run import (
+    BookPlan,
+    ResumeMode,
+    Runtime,
+    execute,
+    open_runtime,
+    prepare,
+)
 from tokysnatcher.core.status import RunStatus
 from tokysnatcher.errors import ExitCode, UsageError
 from tokysnatcher.render import Output
@@ -94,6 +101,8 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
             runtime.stop,
             log=lambda message, level: output.log(message, level),
         )
+        if settings.output_format is OutputFormat.M4B and result.ok:
+            finish_m4b(plan, settings, ffmpeg, runtime, output)
         if settings.report is not None:
             write_report(settings.report, plan, result, status)
         output.summary(result, status, resume_command(plan, settings))
@@ -102,6 +111,13 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
         return ExitCode.OK if result.ok else ExitCode.FAILED
     finally:
         runtime.close()
+
+
+def finish_m4b(
+    plan: BookPlan, settings: Settings, ffmpeg: FfmpegInfo, runtime: Runtime, output: Output
+) -> None:
+    """Join the downloaded parts into the book's single ``.m4b`` (chapters, tags, cover)."""
+    raise UsageError("--format m4b is not available yet", hint="Use --format m4a for now.")
 
 
 def report_data(plan: BookPlan, result: RunResult, status: RunStatus) -> dict[str, Any]:
