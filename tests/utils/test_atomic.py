@@ -12,14 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tokysnatcher.errors import DiskError, ExitCode, FailureKind
+from tokysnatcher.errors import DiskError, ExitCode, FailureKind, ManifestError
 from tokysnatcher.utils.atomic import (
     HashingFile,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     disk_error_for,
+    folder_in_use,
+    folder_lock,
     hashing_writer,
+    remove_stale_temps,
     sha256_file,
 )
 
@@ -208,3 +211,58 @@ def test_full_disk_during_write_raises_disk_error_and_keeps_old(tmp_path: Path) 
     assert "too large" in done.stdout
     assert target.read_bytes() == b"old"
     assert leftovers(tmp_path) == []
+
+
+HOLD_LOCK = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from tokysnatcher.utils.atomic import folder_lock
+    with folder_lock(Path(sys.argv[1])):
+        print("locked", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_folder_lock_excludes_other_processes_until_the_holder_dies(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        assert folder_in_use(tmp_path)
+        with pytest.raises(ManifestError, match="in use by another tokysnatcher") as caught:
+            with folder_lock(tmp_path, wait=0.1):
+                pass
+        assert str(tmp_path) in caught.value.message
+        assert caught.value.exit_code is ExitCode.USAGE
+        holder.kill()  # kill -9: the kernel releases the lock, nothing is left to clean
+        holder.wait(timeout=10)
+        with folder_lock(tmp_path, wait=0.1):
+            pass
+        assert not folder_in_use(tmp_path)
+        assert list(tmp_path.iterdir()) == [], "no lock file is left behind"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_folder_lock_is_reentrant_in_one_process(tmp_path: Path) -> None:
+    with folder_lock(tmp_path), folder_lock(tmp_path / "."), folder_lock(tmp_path):
+        pass
+    with folder_lock(tmp_path):  # released for real after the outermost exit
+        pass
+
+
+def test_remove_stale_temps_removes_only_our_temporary_files(tmp_path: Path) -> None:
+    ours = [".tokysnatcher.json.0123abcd.tmp", ".01 - A.mp3.deadbeef.tmp"]
+    theirs = [".hidden", "notes.tmp", ".x.tmp", ".y.ABCDEF01.tmp", "01 - A.mp3"]
+    for name in ours + theirs:
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".dir.00000000.tmp").mkdir()
+    assert sorted(remove_stale_temps(tmp_path)) == sorted(ours)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*theirs, ".dir.00000000.tmp"])
+    assert remove_stale_temps(tmp_path / "missing") == []

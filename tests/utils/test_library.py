@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,8 @@ from tokysnatcher.utils.manifest import (
     ChapterStatus,
     ManifestManager,
     build_manifest_from_scan,
-    verify_folder,
 )
+from tokysnatcher.utils.verify import verify_folder
 
 
 def fixed_clock() -> datetime:
@@ -188,7 +191,9 @@ def test_verify_rebuilds_a_corrupt_manifest(tmp_path: Path) -> None:
     report = verify_folder(book, clock=fixed_clock)
     assert report.corrupt_copy == book / ".tokysnatcher.json.corrupt-20261123T100000Z"
     assert report.corrupt_copy.read_text() == '{"schema_version": 1, "chapters": '
-    assert report.clean
+    assert report.rebuilt is not None
+    assert not report.clean, "a corrupt manifest is a problem found, even if the files are fine"
+    assert [row.check for row in report.rows] == [ChapterCheck.OK] * 2
     assert any("corrupt" in w for w in report.warnings)
     assert len(manifest_of(book)["chapters"]) == 2
 
@@ -262,3 +267,67 @@ def test_list_downloads_reports_every_state(tmp_path: Path) -> None:
 
 def test_chapter_status_values_match_the_spec() -> None:
     assert [s.value for s in ChapterStatus] == ["pending", "downloading", "complete", "failed"]
+
+
+def test_verify_rejects_unsafe_entries_and_drops_them_from_disk(tmp_path: Path) -> None:
+    book = tmp_path / "Author" / "Book"
+    make_book_folder(book, count=2)
+    data = manifest_of(book)
+    data["chapters"]["../../escape.mp3"] = data["chapters"]["01 - Part 1.mp3"]
+    (book / ".tokysnatcher.json").write_text(json.dumps(data))
+    report = verify_folder(book)
+    assert [row.check for row in report.rows] == [ChapterCheck.OK] * 2
+    assert len(report.rejected) == 1
+    assert not report.clean, "a manifest naming paths outside is a problem found"
+    assert sorted(manifest_of(book)["chapters"]) == ["01 - Part 1.mp3", "02 - Part 2.mp3"]
+    assert verify_folder(book).clean
+
+
+def test_verify_removes_temporary_files_of_a_killed_run(tmp_path: Path) -> None:
+    book = tmp_path / "Author" / "Book"
+    make_book_folder(book, count=1)
+    (book / "..tokysnatcher.json.0badf00d.tmp").write_text("{")
+    report = verify_folder(book)
+    assert report.clean
+    assert not (book / "..tokysnatcher.json.0badf00d.tmp").exists()
+    assert any("interrupted run" in w for w in report.warnings)
+
+
+def test_scan_adopts_only_files_of_the_books_format(tmp_path: Path) -> None:
+    book = tmp_path / "Author" / "Mixed"
+    for i in range(1, 4):
+        write(book / f"{i:02d} - Chapter {i}.mp3", bytes([i]) * 10)
+    write(book / "01 - Chapter 1.m4a", b"m4a")
+    report = verify_folder(book)
+    assert report.book is not None
+    assert report.book.format == "mp3"
+    assert [row.name for row in report.rows] == [f"{i:02d} - Chapter {i}.mp3" for i in (1, 2, 3)]
+    assert report.unknown_files == ["01 - Chapter 1.m4a"]
+
+
+def test_list_shows_a_book_being_written_as_in_use(tmp_path: Path) -> None:
+    book = tmp_path / "Author" / "Busy"
+    make_book_folder(book, count=3, complete=1)
+    hold = textwrap.dedent(
+        """
+        import sys, time
+        from pathlib import Path
+        from tokysnatcher.utils.atomic import folder_lock
+        with folder_lock(Path(sys.argv[1])):
+            print("locked", flush=True)
+            time.sleep(60)
+        """
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(book)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        (row,) = list_downloads(tmp_path)
+        assert row.state is BookState.ACTIVE
+    finally:
+        holder.kill()
+        holder.wait()
+    (row,) = list_downloads(tmp_path)
+    assert row.state is BookState.INCOMPLETE

@@ -405,3 +405,82 @@ def test_m4b_parts_live_in_the_work_folder_and_book_file_is_checked(tmp_path: Pa
     assert manager.check_book_file() is ChapterCheck.HASH_MISMATCH
     manager.clear_book_file()
     assert "book_file" not in on_disk(tmp_path)
+
+
+def test_a_batch_is_one_save_and_other_writers_wait_for_it(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    manager.ensure_chapter("00 - Start.mp3", index=99, title="Start")
+    first_inode = manager.path.stat().st_ino
+    other_done = threading.Event()
+
+    def other_writer() -> None:
+        manager.mark_downloading("00 - Start.mp3")
+        other_done.set()
+
+    with manager.batch():
+        for i in range(1, 6):
+            manager.ensure_chapter(f"0{i} - Part.mp3", index=i, title="Part")
+            manager.mark_downloading(f"0{i} - Part.mp3")
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        assert not other_done.wait(0.2), "a writer got in the middle of a batch"
+        # Every atomic save is a new file: the old one is still in place, nothing was saved.
+        assert manager.path.stat().st_ino == first_inode
+        assert len(on_disk(tmp_path)["chapters"]) == 1
+    thread.join(timeout=10)
+    assert other_done.is_set()
+    saved = on_disk(tmp_path)["chapters"]
+    assert len(saved) == 6
+    assert all(entry["status"] == "downloading" for entry in saved.values())
+
+
+def test_an_unknown_format_makes_the_manifest_corrupt(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    manager.ensure_chapter("01 - A.mp3", index=1, title="A")
+    data = on_disk(tmp_path)
+    data["book"]["format"] = "../flac"
+    manager.path.write_text(json.dumps(data))
+    loaded = ManifestManager.load(tmp_path)
+    assert loaded is not None
+    assert loaded.corrupt_reason is not None
+    assert "book.format" in loaded.corrupt_reason
+
+
+def test_a_corrupt_manifest_is_rebuilt_in_the_format_asked_for(tmp_path: Path) -> None:
+    write_chapter(tmp_path / "01 - A.mp3", b"mp3 one")
+    write_chapter(tmp_path / "02 - B.mp3", b"mp3 two")
+    size, digest = write_chapter(tmp_path / "01 - A.m4a", b"m4a one")
+    (tmp_path / ".tokysnatcher.json").write_text("{")
+    as_m4a = ManifestManager.load(tmp_path, book=make_book("m4a"))
+    assert as_m4a is not None
+    assert as_m4a.format == "m4a"
+    assert dict(as_m4a.chapters).keys() == {"01 - A.m4a"}
+    assert as_m4a.chapter("01 - A.m4a") is not None
+    guessed = ManifestManager.load(tmp_path)  # no book: the format most files have
+    assert guessed is not None
+    assert guessed.format == "mp3"
+    assert sorted(guessed.chapters) == ["01 - A.mp3", "02 - B.mp3"]
+    assert (tmp_path / ".tokysnatcher.json").read_text() == "{", "loading never writes"
+    assert as_m4a.is_complete_on_disk("01 - A.m4a")
+    entry = as_m4a.chapter("01 - A.m4a")
+    assert entry is not None
+    assert (entry.size, entry.sha256) == (size, digest)
+
+
+def test_rejected_entries_are_named_apart_from_other_warnings(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    manager.ensure_chapter("01 - A.mp3", index=1, title="A")
+    data = on_disk(tmp_path)
+    data["chapters"]["../../x.mp3"] = data["chapters"]["01 - A.mp3"]
+    manager.path.write_text(json.dumps(data))
+    loaded = ManifestManager.load(tmp_path)
+    assert loaded is not None
+    assert len(loaded.rejected) == 1
+    assert "../../x.mp3" in loaded.rejected[0]
+
+
+def test_newer_schema_error_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / ".tokysnatcher.json").write_text('{"schema_version": 5}')
+    with pytest.raises(ManifestError) as caught:
+        ManifestManager.load(tmp_path)
+    assert str(tmp_path / ".tokysnatcher.json") in caught.value.message

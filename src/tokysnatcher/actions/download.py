@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from tokysnatcher import __version__
 from tokysnatcher.config import DEFAULT_BASE_URL, OutputFormat, Settings
 from tokysnatcher.core.download import RunResult
@@ -20,12 +22,14 @@ from tokysnatcher.core.run import (
     BookPlan,
     ResumeMode,
     Runtime,
+    check_destination,
+    claim_folder,
     execute,
     open_runtime,
     prepare,
 )
 from tokysnatcher.core.status import RunStatus
-from tokysnatcher.errors import ExitCode, UsageError
+from tokysnatcher.errors import ExitCode, Interrupted, UsageError
 from tokysnatcher.render import Output
 from tokysnatcher.utils.atomic import atomic_write_json
 
@@ -44,20 +48,32 @@ def resume_command(plan: BookPlan, settings: Settings) -> str:
 
 
 def _ask_resume(plan: BookPlan, output: Output) -> ResumeMode | None:
-    """In a terminal: resume / redownload all / cancel (None)."""
+    """In a terminal: resume / redownload all / cancel (None).
+
+    Ctrl-C exits 130 saying nothing was changed; end of input reaches ``cli.main`` (also 130).
+    """
     from rich.prompt import Prompt
 
-    done = plan.complete_count
+    done, total = plan.complete_count, len(plan.chapters)
+    todo = total - done
     output.err.print(
-        f"{plan.folder} already holds {done} of {len(plan.chapters)} chapters "
-        "(checked against the manifest)."
+        escape(
+            f"{plan.folder} already holds {done} of {total} chapters, checked against the "
+            f"manifest (size and SHA-256)"
+            + (f"; {todo} still to fetch." if todo else "; nothing is left to fetch.")
+        ),
+        soft_wrap=True,
     )
-    answer = Prompt.ask(
-        "[r]esume, re[d]ownload all, or [c]ancel?",
-        choices=["r", "d", "c"],
-        default="r",
-        console=output.err,
-    )
+    try:
+        answer = Prompt.ask(
+            escape("[r]esume, re[d]ownload all, or [c]ancel?"),
+            choices=["r", "d", "c"],
+            default="r",
+            console=output.err,
+        )
+    except KeyboardInterrupt:
+        output.err.print()
+        raise Interrupted("cancelled at the prompt; nothing was changed") from None
     return {"r": ResumeMode.RESUME, "d": ResumeMode.REDOWNLOAD}.get(answer)
 
 
@@ -71,13 +87,12 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
         for warning in plan.warnings:
             output.warn(warning)
         if settings.dry_run:
-            from tokysnatcher.core.run import check_destination
-
             check_destination(plan, create=False)
             output.plan(plan)
             return ExitCode.OK
+        # A prompt only when there is something to lose: chapters proven complete.
         if (
-            plan.manifest is not None
+            plan.complete_count
             and not settings.resume
             and not settings.force_redownload
             and output.interactive
@@ -91,18 +106,19 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
         output.info(
             f"{plan.book.title} - {len(plan.to_fetch)} of {len(plan.chapters)} chapters to fetch"
         )
-        result, status = execute(
-            plan,
-            settings,
-            runtime.client,
-            runtime.fetcher,
-            ffmpeg,
-            output.reporter(),
-            runtime.stop,
-            log=lambda message, level: output.log(message, level),
-        )
-        if settings.output_format is OutputFormat.M4B and result.ok:
-            finish_m4b(plan, settings, ffmpeg, runtime, output)
+        with claim_folder(plan):  # one tokysnatcher per book, from the first write to the last
+            result, status = execute(
+                plan,
+                settings,
+                runtime.client,
+                runtime.fetcher,
+                ffmpeg,
+                output.reporter(),
+                runtime.stop,
+                log=lambda message, level: output.log(message, level),
+            )
+            if settings.output_format is OutputFormat.M4B and result.ok:
+                finish_m4b(plan, settings, ffmpeg, runtime, output)
         if settings.report is not None:
             write_report(settings.report, plan, result, status)
         output.summary(result, status, resume_command(plan, settings))
@@ -117,7 +133,46 @@ def finish_m4b(
     plan: BookPlan, settings: Settings, ffmpeg: FfmpegInfo, runtime: Runtime, output: Output
 ) -> None:
     """Join the downloaded parts into the book's single ``.m4b`` (chapters, tags, cover)."""
-    raise UsageError("--format m4b is not available yet", hint="Use --format m4a for now.")
+    from tokysnatcher.core.m4b import make_book_file
+    from tokysnatcher.errors import FailureKind, FfmpegError, Interrupted
+    from tokysnatcher.utils.units import format_bytes, format_duration
+
+    again = f"Run {resume_command(plan, settings)} to join them again."
+    stopped = "stopped while joining the chapters into the m4b"
+    try:
+        made = make_book_file(
+            plan,
+            settings,
+            ffmpeg,
+            runtime.fetcher,
+            runtime.stop,
+            log=lambda message, level: output.log(message, level),
+        )
+    except KeyboardInterrupt as err:
+        raise Interrupted(stopped, hint=again) from err
+    except FfmpegError as err:
+        if err.kind is FailureKind.CANCELLED:
+            raise Interrupted(stopped, hint=again) from err
+        if not err.hint:
+            err.hint = f"The chapters are kept in {plan.chapters[0].dest.parent}. {again}"
+        raise
+    if made.transcoded and made.rebuilt:
+        output.warn(
+            "the source audio is MP3: it was transcoded to AAC for the m4b "
+            "(each chapter join carries about 35 ms of encoder padding)"
+        )
+    state = "made" if made.rebuilt else "already complete, verified"
+    output.info(
+        f"book file ({state}): {made.path} - {made.chapters} chapters, "
+        f"{format_duration(made.seconds)}, {format_bytes(made.size)}"
+        + ("" if made.cover or not made.rebuilt else ", no cover")
+    )
+    if made.kept_parts:
+        output.info(f"chapter files kept next to it (--keep-parts): {len(made.kept_parts)}")
+    output.info(
+        f"chapter parts kept in {made.parts_dir} ({format_bytes(made.parts_bytes)}): "
+        "--resume rebuilds the m4b from them without downloading again"
+    )
 
 
 def report_data(plan: BookPlan, result: RunResult, status: RunStatus) -> dict[str, Any]:

@@ -1,17 +1,150 @@
-"""``--verify-folder`` and ``--list-downloads``."""
+"""``--verify-folder`` and ``--list-downloads``: the library on disk (SPEC §4).
+
+Verify exits 0 when every chapter checks out, 1 when it found anything wrong (including a folder
+with nothing to verify, a corrupt manifest it rebuilt, or unsafe entries it rejected) and 2 when
+the argument is not a folder or the manifest is from a newer tokysnatcher. Listing never writes.
+"""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from tokysnatcher.config import Settings
-from tokysnatcher.errors import ExitCode, UsageError
+from rich.markup import escape
+
+from tokysnatcher.config import DEFAULT_BASE_URL, OutputFormat, Settings
+from tokysnatcher.errors import ExitCode, Interrupted, UsageError
 from tokysnatcher.render import Output
+from tokysnatcher.utils.library import BookInfo, BookState, BookSummary, list_downloads
+from tokysnatcher.utils.verify import DeepCheck, VerifyReport, verify_folder
+
+# Hosts a book URL may name without --base-url (the same list the site client accepts).
+_SITE_HOSTS = frozenset({"tokybook.com", "www.tokybook.com"})
 
 
 def verify(folder: Path, settings: Settings, output: Output, *, deep: bool) -> ExitCode:
-    raise UsageError("--verify-folder is not available yet")
+    """Check a book folder against its manifest and print a row per chapter."""
+    deep_check: DeepCheck | None = None
+    if deep:
+        from tokysnatcher.core.ffmpeg import decode_check, resolve_ffmpeg
+
+        ffmpeg = resolve_ffmpeg(settings.ffmpeg)
+
+        def deep_check(path: Path) -> str | None:
+            return decode_check(ffmpeg, path)
+
+    folder = folder.absolute()
+    if not deep:
+        output.info(f"verifying {folder} (size and SHA-256 of every chapter)...")
+    else:
+        output.info(f"verifying {folder} (size, SHA-256 and a full decode of every chapter)...")
+    report = verify_folder(folder, deep_check=deep_check)
+    for warning in report.warnings:
+        output.warn(warning)
+    for rejected in report.rejected:
+        output.warn(rejected)
+    output.verify_report(report, _resume_command(report, settings))
+    return ExitCode.OK if report.clean else ExitCode.FAILED
+
+
+def _resume_command(report: VerifyReport, settings: Settings) -> str | None:
+    """The command that fetches what verification marked, or None without a known source."""
+    book = report.book
+    if book is None or not (book.source_url or book.slug):
+        return None
+    return resume_command_for(book, report.book_dir, settings)
+
+
+def resume_command_for(book: BookInfo, folder: Path, settings: Settings) -> str:
+    """``tokysnatcher <url> -d <root> --format <fmt> --resume`` for a book folder on disk.
+
+    The library root is two levels up (``<root>/<Author>/<Title>``). A source on another host
+    than tokybook.com (a stand-in site, a mirror) gets the matching ``--base-url``.
+    """
+    parts = ["tokysnatcher", book.source_url or book.slug, "-d", str(folder.parent.parent)]
+    parts += ["--format", book.format]
+    source = urlsplit(book.source_url)
+    if book.source_url and (source.hostname or "").lower() not in _SITE_HOSTS:
+        parts += ["--base-url", f"{source.scheme}://{source.netloc}"]
+    elif settings.base_url != DEFAULT_BASE_URL:
+        parts += ["--base-url", settings.base_url]
+    parts.append("--resume")
+    return shlex.join(parts)
 
 
 def list_library(settings: Settings, output: Output) -> ExitCode:
-    raise UsageError("--list-downloads is not available yet")
+    """Table of every book under the library root; in a terminal, pick one to resume/verify."""
+    root = settings.directory
+    books = list_downloads(root)
+    output.library_table(books, root)
+    if not books or not output.interactive:
+        return ExitCode.OK
+    try:
+        picked = _pick(books, output)
+    except KeyboardInterrupt:
+        output.err.print()
+        raise Interrupted("cancelled at the prompt; nothing was changed") from None
+    if picked is None:
+        return ExitCode.OK
+    chosen, answer = picked
+    if answer == "v":
+        return verify(chosen.folder, settings, output, deep=False)
+    return _resume(chosen, settings, output)
+
+
+def _pick(books: list[BookSummary], output: Output) -> tuple[BookSummary, str] | None:
+    """Ask for a book and what to do with it: ``r`` resume or ``v`` verify (None: nothing)."""
+    from rich.prompt import IntPrompt, Prompt
+
+    number = IntPrompt.ask(
+        "resume or verify which book? (number, 0 to quit)", default=0, console=output.err
+    )
+    if not 1 <= number <= len(books):
+        return None
+    chosen = books[number - 1]
+    if chosen.state is BookState.UNSUPPORTED:
+        output.info(chosen.problem or "written by a newer tokysnatcher")
+        return None
+    if chosen.state is BookState.CORRUPT:
+        choices, default, question = ["v", "c"], "v", "[v]erify (rebuilds it) or [c]ancel?"
+    else:
+        choices, default = ["r", "v", "c"], "v" if chosen.state is BookState.COMPLETE else "r"
+        question = "[r]esume, [v]erify, or [c]ancel?"
+    answer = Prompt.ask(escape(question), choices=choices, default=default, console=output.err)
+    return None if answer == "c" else (chosen, answer)
+
+
+def _resume(chosen: BookSummary, settings: Settings, output: Output) -> ExitCode:
+    """Download the chosen book again with ``--resume``, in the format its manifest records."""
+    from tokysnatcher.actions.download import download
+    from tokysnatcher.utils.manifest import ManifestManager
+
+    manager = ManifestManager.load(chosen.folder)
+    book = manager.book if manager is not None else None
+    if book is None or not (book.slug or book.source_url):
+        raise UsageError(
+            f"{chosen.folder} does not record where the book came from",
+            hint="Run tokysnatcher with the book's URL and --resume, with -d set to the "
+            "library root.",
+        )
+    root = chosen.folder.parent.parent
+    source = (urlsplit(book.source_url).hostname or "").lower()
+    configured = (urlsplit(settings.base_url).hostname or "").lower()
+    if source and source not in _SITE_HOSTS | {configured}:
+        # Never send a request to a host the manifest names unless the user says so.
+        command = resume_command_for(book, chosen.folder, settings)
+        raise UsageError(
+            f"{book.title} was downloaded from {source}, not from {configured}",
+            hint=f"To resume it from there, run: {command}",
+        )
+    resumed = settings.replace(
+        directory=root,
+        output_format=OutputFormat(book.format),
+        resume=True,
+        force_redownload=False,
+        dry_run=False,
+        chapters=None,
+    )
+    output.info(f"resuming {book.title} ({book.format}) into {root}")
+    return download(book.slug or book.source_url, resumed, output)

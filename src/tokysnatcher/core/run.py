@@ -11,7 +11,8 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -19,17 +20,25 @@ from pathlib import Path
 from tokysnatcher import __version__
 from tokysnatcher.config import OutputFormat, Settings
 from tokysnatcher.core.chapter import ChapterJob, ChapterWork
-from tokysnatcher.core.download import RunResult, download_all_chapters
+from tokysnatcher.core.download import ChapterResult, RunResult, download_all_chapters
 from tokysnatcher.core.ffmpeg import FfmpegInfo, Target
 from tokysnatcher.core.http import Fetcher, RateLimiter, make_session
 from tokysnatcher.core.status import ChapterView, Reporter, RunStatus
 from tokysnatcher.errors import UsageError
 from tokysnatcher.sources.tokybook import Book, Playlist, TokybookClient, parse_book_ref
+from tokysnatcher.utils.atomic import folder_lock, remove_stale_temps
 from tokysnatcher.utils.filenames import book_dir, chapter_filename
-from tokysnatcher.utils.manifest import BookInfo, ChapterStatus, ManifestManager
+from tokysnatcher.utils.library import PARTS_DIR_NAME, WORK_DIR_NAME, chapter_ext
+from tokysnatcher.utils.manifest import (
+    BookInfo,
+    ChapterCheck,
+    ChapterEntry,
+    ChapterStatus,
+    ManifestManager,
+)
 from tokysnatcher.utils.units import parse_chapter_spec
 
-WORK_DIR = ".tokysnatcher"
+WORK_DIR = WORK_DIR_NAME
 # A rough size for the plan when the site gives a duration: 64 kbit/s AAC, 48 kbit/s VBR MP3.
 _BYTES_PER_SECOND = {OutputFormat.MP3: 6_000, OutputFormat.M4A: 8_000, OutputFormat.M4B: 8_000}
 
@@ -72,7 +81,8 @@ class BookPlan:
     folder: Path
     output_format: OutputFormat
     chapters: list[PlannedChapter]
-    manifest: ManifestManager | None
+    manifest: ManifestManager | None  # the manifest found on disk (None: a fresh download)
+    mode: ResumeMode = ResumeMode.RESUME
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -98,7 +108,12 @@ def prepare(
     *,
     mode: ResumeMode = ResumeMode.RESUME,
 ) -> BookPlan:
-    """Resolve the book and decide per chapter: download, skip (proven complete) or redo."""
+    """Resolve the book and decide per chapter: download, skip (proven complete) or redo.
+
+    Asks the site and reads the disk but writes nothing, not even to move a corrupt manifest
+    aside (``execute`` does that). A manifest of another format is refused unless ``mode`` is
+    ``REDOWNLOAD``: mixing formats in one book is never done silently.
+    """
     slug = parse_book_ref(ref, settings.base_url)
     check_library_root(settings.directory)
     book = client.book(slug)
@@ -112,38 +127,51 @@ def prepare(
         if settings.chapters
         else list(range(1, total + 1))
     )
-    manifest = ManifestManager.load(folder)
+    fmt = settings.output_format
+    manifest = ManifestManager.load(
+        folder, book=_book_info(book, playlist, fmt), tool_version=__version__
+    )
     warnings = [f"track without audio skipped: {title}" for title in playlist.skipped]
+    usable = manifest
     if manifest is not None:
         warnings.extend(manifest.warnings)
-        old = manifest.data.get("book", {}).get("format")
-        if old and old != settings.output_format and mode is ResumeMode.RESUME:
-            raise UsageError(
-                f"{folder} was downloaded as {old}, not {settings.output_format}",
-                hint=f"Use --format {old} to resume it, or --force-redownload to replace it.",
+        old = manifest.format
+        if old != fmt:
+            old_files = sum(e.status is ChapterStatus.COMPLETE for e in manifest.chapters.values())
+            old_files += manifest.book_file is not None
+            if mode is ResumeMode.RESUME:
+                raise UsageError(
+                    f"{folder} holds this book as {old}, and you asked for {fmt}",
+                    hint=f"Use --format {old} to resume it, or --force-redownload --format {fmt} "
+                    f"to download it again as {fmt} (the {old} files stay until you delete them).",
+                )
+            warnings.append(
+                f"downloading the book again as {fmt}: the {old_files} {old} file(s) of the "
+                f"earlier download stay in {folder} until you delete them"
             )
-    extension = "m4a" if settings.output_format is OutputFormat.M4B else settings.output_format
-    part_dir = folder / WORK_DIR / "parts"
+            usable = None  # its entries describe files of the other format
+    part_dir = folder / WORK_DIR / PARTS_DIR_NAME
     chapters: list[PlannedChapter] = []
+    unowned = 0
     for index in wanted:
         track = playlist.tracks[index - 1]
-        name = chapter_filename(index, total, track.title, extension)
-        dest = (part_dir if settings.output_format is OutputFormat.M4B else folder) / name
+        name = chapter_filename(index, total, track.title, chapter_ext(fmt))
+        dest = (part_dir if fmt is OutputFormat.M4B else folder) / name
         action, reason = Action.DOWNLOAD, "new"
-        if manifest is not None and manifest.chapter(name) is not None:
+        entry = usable.chapter(name) if usable is not None else None
+        if usable is not None and entry is not None:
             if mode is ResumeMode.REDOWNLOAD:
                 action, reason = Action.REDO, "--force-redownload"
             else:
-                check = manifest.check_chapter(name)
-                if check == "ok":
+                check = usable.check_chapter(name)
+                if check is ChapterCheck.OK:
                     action, reason = Action.SKIP, "complete (size and SHA-256 match)"
                 else:
-                    action, reason = Action.REDO, str(check).replace("_", " ")
-        estimate = (
-            int(track.duration * _BYTES_PER_SECOND[settings.output_format])
-            if track.duration
-            else None
-        )
+                    action, reason = Action.REDO, _redo_reason(check, entry)
+        elif dest.is_file() or dest.is_symlink():
+            unowned += 1
+            reason = "new (replaces a file no manifest vouches for)"
+        estimate = int(track.duration * _BYTES_PER_SECOND[fmt]) if track.duration else None
         chapters.append(
             PlannedChapter(
                 index=index,
@@ -155,15 +183,34 @@ def prepare(
                 estimated_bytes=estimate,
             )
         )
+    if unowned and mode is ResumeMode.RESUME:
+        warnings.append(
+            f"{unowned} chapter file(s) in {folder} are not in its manifest and will be "
+            "downloaded again; to keep them instead, stop now and run --verify-folder on that "
+            "folder (it adopts them), then --resume"
+        )
     return BookPlan(
         book=book,
         playlist=playlist,
         folder=folder,
-        output_format=settings.output_format,
+        output_format=fmt,
         chapters=chapters,
         manifest=manifest,
+        mode=mode,
         warnings=warnings,
     )
+
+
+def _redo_reason(check: ChapterCheck, entry: ChapterEntry) -> str:
+    if check is ChapterCheck.MISSING:
+        return "file missing"
+    if check is ChapterCheck.SIZE_MISMATCH:
+        return "size differs from the manifest (truncated or altered)"
+    if check is ChapterCheck.HASH_MISMATCH:
+        return "SHA-256 differs from the manifest (altered)"
+    if entry.status is ChapterStatus.FAILED and entry.last_error:
+        return f"failed last time ({entry.last_error['kind']})"
+    return "not finished"
 
 
 def check_library_root(folder: Path) -> Path:
@@ -204,16 +251,51 @@ def check_destination(plan: BookPlan, *, create: bool) -> None:
 
 
 def book_info(plan: BookPlan, settings: Settings) -> BookInfo:
+    """What the manifest records about the planned book."""
+    return _book_info(plan.book, plan.playlist, settings.output_format)
+
+
+def _book_info(book: Book, playlist: Playlist, fmt: OutputFormat) -> BookInfo:
     return BookInfo(
-        title=plan.book.title,
-        author=plan.book.author,
-        source_url=plan.book.source_url,
-        slug=plan.book.slug,
-        format=str(settings.output_format),
-        chapter_count=len(plan.playlist.tracks),
-        narrator=plan.book.narrator,
-        year=plan.book.year,
+        title=book.title,
+        author=book.author,
+        source_url=book.source_url,
+        slug=book.slug,
+        format=str(fmt),
+        chapter_count=len(playlist.tracks),
+        narrator=book.narrator,
+        year=book.year,
     )
+
+
+@contextmanager
+def claim_folder(plan: BookPlan) -> Iterator[None]:
+    """Create the book folder and hold its writer lock: one tokysnatcher per book at a time.
+
+    Raises :class:`ManifestError` (exit 2) when another process is working on the book. While
+    held, the temporary files a killed run left in the folder are removed; on the way out, an
+    empty work folder is too, so a finished book holds only its files and manifest.
+    """
+    check_destination(plan, create=True)
+    with folder_lock(plan.folder):
+        remove_stale_temps(plan.folder)
+        remove_stale_temps(plan.folder / WORK_DIR / PARTS_DIR_NAME)
+        try:
+            yield
+        finally:
+            tidy_work_dir(plan.folder)
+
+
+def tidy_work_dir(folder: Path) -> None:
+    """Remove ``<book>/.tokysnatcher/`` (and its ``parts/``) if nothing is left in it."""
+    work = folder / WORK_DIR
+    for empty in (work / PARTS_DIR_NAME, work):
+        try:
+            empty.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return  # not empty: partial work is kept for the next run
 
 
 def execute(
@@ -227,13 +309,28 @@ def execute(
     *,
     log: Callable[[str, str], None],
 ) -> tuple[RunResult, RunStatus]:
-    """Download every chapter the plan fetches; the manifest records each state change."""
-    check_destination(plan, create=True)
+    """Download every chapter the plan fetches; the manifest records each state change.
+
+    Holds the book folder's lock (see :func:`claim_folder`) for the whole run.
+    """
+    with claim_folder(plan):
+        return _execute_locked(plan, settings, client, fetcher, ffmpeg, reporter, stop, log=log)
+
+
+def _execute_locked(
+    plan: BookPlan,
+    settings: Settings,
+    client: TokybookClient,
+    fetcher: Fetcher,
+    ffmpeg: FfmpegInfo,
+    reporter: Reporter,
+    stop: threading.Event,
+    *,
+    log: Callable[[str, str], None],
+) -> tuple[RunResult, RunStatus]:
     manifest = ManifestManager.open(
         plan.folder, book_info(plan, settings), tool_version=__version__
     )
-    if manifest.data.get("book", {}).get("format") != settings.output_format:
-        manifest.set_format(str(settings.output_format))
     status = RunStatus(
         book_title=plan.book.title,
         author=plan.book.author,
@@ -243,26 +340,34 @@ def execute(
         speed_limit=settings.speed_limit,
     )
     jobs: list[ChapterJob] = []
-    for planned in plan.chapters:
-        track = plan.playlist.tracks[planned.index - 1]
-        view = ChapterView(index=planned.index, title=planned.title, filename=planned.dest.name)
-        status.chapters[planned.index] = view
-        manifest.ensure_chapter(planned.dest.name, index=planned.index, title=planned.title)
-        if planned.action is Action.SKIP:
-            view.state = view.state.SKIPPED
-            view.size = planned.dest.stat().st_size if planned.dest.exists() else 0
-            continue
-        if manifest.chapter(planned.dest.name).status is ChapterStatus.COMPLETE:  # type: ignore[union-attr]
-            manifest.mark_pending(planned.dest.name)
-        jobs.append(
-            ChapterJob(
-                index=planned.index,
-                track=track,
-                dest=planned.dest,
-                workdir=plan.folder / WORK_DIR / f"{planned.index:04d}",
-                view=view,
+    with manifest.batch():  # one save for the whole setup, not one per chapter
+        manifest.set_format(str(settings.output_format))
+        if manifest.rejected:
+            manifest.save()  # the unsafe entries it was read with are gone from disk too
+        for planned in plan.chapters:
+            track = plan.playlist.tracks[planned.index - 1]
+            view = ChapterView(index=planned.index, title=planned.title, filename=planned.dest.name)
+            status.chapters[planned.index] = view
+            name = planned.dest.name
+            manifest.ensure_chapter(name, index=planned.index, title=planned.title)
+            if planned.action is Action.SKIP:
+                view.state = view.state.SKIPPED
+                view.size = planned.dest.stat().st_size if planned.dest.exists() else 0
+                continue
+            entry = manifest.chapter(name)
+            workdir = plan.folder / WORK_DIR / f"{planned.index:04d}"
+            if plan.mode is ResumeMode.REDOWNLOAD:
+                # "Fetch everything again": segments kept by an earlier run are not reused. A
+                # complete entry stays complete (its file is intact) until the chapter's new
+                # attempt starts, so a run killed before then loses nothing.
+                shutil.rmtree(workdir, ignore_errors=True)
+            elif entry is not None and entry.status is ChapterStatus.COMPLETE:
+                manifest.mark_pending(name)  # its file failed the check: it proves nothing
+            jobs.append(
+                ChapterJob(
+                    index=planned.index, track=track, dest=planned.dest, workdir=workdir, view=view
+                )
             )
-        )
     work = ChapterWork(
         book=plan.book,
         client=client,
@@ -281,6 +386,24 @@ def execute(
         )
     finally:
         reporter.stop()
+    # Chapters proven complete never became jobs; the summary and --report count them too.
+    result.chapters = sorted(
+        [
+            *result.chapters,
+            *(
+                ChapterResult(
+                    index=planned.index,
+                    title=planned.title,
+                    filename=planned.dest.name,
+                    status="skipped",
+                    bytes=0,
+                )
+                for planned in plan.chapters
+                if planned.action is Action.SKIP
+            ),
+        ],
+        key=lambda chapter: chapter.index,
+    )
     return result, status
 
 

@@ -7,6 +7,11 @@ A crash at any moment leaves either the old file or the new one, never half of o
 
 A disk that refuses a write (no space, no permission, read-only, quota) raises
 :class:`~tokysnatcher.errors.DiskError`, which stops the run with a message naming the path.
+
+Only one process may write into a book folder at a time: :func:`folder_lock` holds an advisory
+lock on the folder itself (``flock`` on the directory, released by the kernel even after
+``kill -9``, and leaving no lock file behind). While holding it, :func:`remove_stale_temps`
+may safely delete the temporary files a killed writer left.
 """
 
 from __future__ import annotations
@@ -15,14 +20,21 @@ import errno
 import hashlib
 import json
 import os
+import re
 import secrets
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, NoReturn, Self
 
-from tokysnatcher.errors import DiskError
+from tokysnatcher.errors import DiskError, ManifestError
+
+if sys.platform != "win32":
+    import fcntl
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -60,6 +72,10 @@ def _reraise(err: OSError, path: Path, action: str = "write") -> NoReturn:
     if mapped is not None:
         raise mapped from err
     raise err
+
+
+# What _temp_name makes: a hidden name, 8 hex digits, ".tmp".
+_TEMP_RE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp", re.DOTALL)
 
 
 def _temp_name(final: Path) -> str:
@@ -228,3 +244,115 @@ def sha256_file(path: Path, chunk: int = CHUNK_SIZE) -> tuple[int, str]:
             digest.update(view[:n])
             size += n
     return size, digest.hexdigest()
+
+
+def remove_stale_temps(folder: Path) -> list[str]:
+    """Delete the temporary files (``.<name>.<hex>.tmp``) a killed writer left in ``folder``.
+
+    Returns the names removed. Call it only while holding :func:`folder_lock`: a live writer's
+    temporary file looks exactly the same.
+    """
+    removed: list[str] = []
+    try:
+        with os.scandir(folder) as entries:
+            stale = [
+                e
+                for e in entries
+                if _TEMP_RE.fullmatch(e.name) and e.is_file(follow_symlinks=False)
+            ]
+    except OSError:
+        return removed
+    for entry in stale:
+        try:
+            Path(entry.path).unlink()
+        except OSError:
+            continue
+        removed.append(entry.name)
+    return removed
+
+
+def _busy(folder: Path) -> ManifestError:
+    return ManifestError(
+        f"{folder} is in use by another tokysnatcher (a download or verification of this book "
+        "is running)",
+        hint="Wait for it to finish or stop it, then run again (with --resume to continue).",
+    )
+
+
+_held: dict[str, int] = {}  # real path of a folder this process has locked -> nesting depth
+_held_lock = threading.Lock()
+
+
+@contextmanager
+def folder_lock(folder: Path, *, wait: float = 1.0) -> Iterator[None]:
+    """Hold the exclusive writer lock of the existing folder ``folder`` for the ``with`` body.
+
+    Re-entrant within a process (a run locks the book folder, and so does each step of it that
+    writes). Waits up to ``wait`` seconds for another process (a ``--list-downloads`` probe
+    holds it for an instant), then raises :class:`ManifestError` naming the folder. Where the
+    platform or file system has no such locks (Windows, some network shares) the body runs
+    unlocked.
+    """
+    key = os.path.realpath(folder)
+    with _held_lock:
+        nested = key in _held
+        if nested:
+            _held[key] += 1
+    if nested:
+        try:
+            yield
+        finally:
+            with _held_lock:
+                _held[key] -= 1
+        return
+    fd = _acquire(folder, wait)
+    with _held_lock:
+        _held[key] = 1
+    try:
+        yield
+    finally:
+        with _held_lock:
+            del _held[key]
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
+def _acquire(folder: Path, wait: float) -> int | None:
+    """An open descriptor of ``folder`` holding its exclusive lock (None: no locking here)."""
+    if sys.platform == "win32":  # no flock; one writer per folder is then up to the user
+        return None
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as err:
+        _reraise(err, folder, action="open")
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise _busy(folder) from None
+            time.sleep(0.05)
+        except OSError:
+            return fd  # locks not supported here (ENOLCK, EOPNOTSUPP): carry on unlocked
+
+
+def folder_in_use(folder: Path) -> bool:
+    """True when another process holds :func:`folder_lock` on ``folder`` right now."""
+    if sys.platform == "win32":
+        return False
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False

@@ -6,26 +6,28 @@ so a later run can prove what is done. It is written atomically after every stat
 Everything read from a manifest is untrusted: the shape is validated field by field, a file that
 is not valid JSON or has the wrong shape is moved aside (never deleted) and rebuilt by scanning
 the folder, and an entry whose name could point outside the folder is dropped, never followed.
-The types, the validation and the folder scan live in :mod:`tokysnatcher.utils.library`; this
+The types and the validation live in :mod:`tokysnatcher.utils.manifest_schema`, folder scans in
+:mod:`tokysnatcher.utils.library` and verification in :mod:`tokysnatcher.utils.verify`; this
 module owns the one writer.
 """
 
 from __future__ import annotations
 
 import copy
-import stat
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from tokysnatcher import __version__
-from tokysnatcher.errors import FailureKind, UsageError
-from tokysnatcher.utils.atomic import atomic_write_json, disk_error_for, sha256_file
-from tokysnatcher.utils.library import (
+from tokysnatcher.errors import FailureKind
+from tokysnatcher.utils.atomic import atomic_write_json, disk_error_for
+from tokysnatcher.utils.library import check_file, scan_doc
+from tokysnatcher.utils.manifest_schema import (
     ENTRY_FIELDS,
     MANIFEST_NAME,
     PARTS_DIR_NAME,
@@ -38,11 +40,9 @@ from tokysnatcher.utils.library import (
     ChapterStatus,
     CorruptManifest,
     ManifestDoc,
-    audio_files,
     check_entry_name,
     format_timestamp,
     read_manifest,
-    scan_doc,
     utc_now,
 )
 
@@ -54,11 +54,8 @@ __all__ = [
     "ChapterEntry",
     "ChapterStatus",
     "ManifestManager",
-    "VerifyReport",
-    "VerifyRow",
     "build_manifest_from_scan",
     "check_file",
-    "verify_folder",
 ]
 
 Clock = Callable[[], datetime]
@@ -91,9 +88,13 @@ class ManifestManager:
         self.warnings: list[str] = list(doc.warnings)
         self.corrupt_reason = corrupt_reason  # why the file on disk was not used, if it was not
         self.corrupt_copy: Path | None = None  # where the corrupt file went, once moved
+        # Entries dropped at load because their names could point outside the folder.
+        self.rejected: list[str] = list(doc.warnings)
         self._clock = clock
         self._doc = doc
         self._lock = threading.RLock()
+        self._batch_depth = 0
+        self._unsaved = False
 
     # -- construction -------------------------------------------------------------------------
 
@@ -132,15 +133,21 @@ class ManifestManager:
 
     @classmethod
     def load(
-        cls, book_dir: Path, *, tool_version: str = __version__, clock: Clock = utc_now
+        cls,
+        book_dir: Path,
+        *,
+        book: BookInfo | None = None,
+        tool_version: str = __version__,
+        clock: Clock = utc_now,
     ) -> ManifestManager | None:
         """The manifest of ``book_dir`` as it is, or None when the folder has none.
 
-        Unsafe entry names are dropped (see ``warnings``). A corrupt manifest yields a manager
-        rebuilt from the audio files found (``corrupt_reason`` says why); a manifest of a newer
-        schema, or one that cannot be read, raises :class:`ManifestError`.
+        Unsafe entry names are dropped (see ``rejected``). A corrupt manifest yields a manager
+        rebuilt from the audio files found (``corrupt_reason`` says why), of ``book``'s format
+        when given, else of the format most files have; a manifest of a newer schema, or one
+        that cannot be read, raises :class:`ManifestError`. Nothing is written.
         """
-        return cls._read(book_dir, None, tool_version=tool_version, clock=clock)
+        return cls._read(book_dir, book, tool_version=tool_version, clock=clock)
 
     @classmethod
     def from_scan(
@@ -361,6 +368,21 @@ class ManifestManager:
         with self._lock:
             self._save_locked()
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make several changes one step: one save at the end instead of one per change.
+
+        Other threads wait until the batch ends (the lock is held), so nobody sees half of it.
+        """
+        with self._lock:
+            self._batch_depth += 1
+            try:
+                yield
+            finally:
+                self._batch_depth -= 1
+                if self._batch_depth == 0 and self._unsaved:
+                    self._save_locked()
+
     # -- persistence --------------------------------------------------------------------------
 
     def _to_json(self) -> dict[str, Any]:
@@ -379,6 +401,10 @@ class ManifestManager:
         return data
 
     def _save_locked(self) -> None:
+        if self._batch_depth:
+            self._unsaved = True
+            return
+        self._unsaved = False
         if self.corrupt_reason is not None and self.corrupt_copy is None:
             self._move_corrupt_aside()
         try:
@@ -414,23 +440,6 @@ def _is_sha256(value: object) -> bool:
 _HEX = frozenset("0123456789abcdef")
 
 
-def check_file(path: Path, size: int, sha256: str) -> ChapterCheck:
-    """``ok`` when ``path`` is a regular file of this size and SHA-256 (symlinks: ``missing``)."""
-    try:
-        info = path.lstat()
-    except OSError:
-        return ChapterCheck.MISSING
-    if not stat.S_ISREG(info.st_mode):
-        return ChapterCheck.MISSING
-    if info.st_size != size:
-        return ChapterCheck.SIZE_MISMATCH
-    try:
-        _, digest = sha256_file(path)
-    except OSError:
-        return ChapterCheck.MISSING
-    return ChapterCheck.OK if digest == sha256 else ChapterCheck.HASH_MISMATCH
-
-
 def build_manifest_from_scan(
     book_dir: Path, book: BookInfo | None, tool_version: str, *, clock: Clock = utc_now
 ) -> ManifestManager:
@@ -442,143 +451,3 @@ def build_manifest_from_scan(
     manager = ManifestManager.from_scan(book_dir, book, tool_version=tool_version, clock=clock)
     manager.save()
     return manager
-
-
-@dataclass(frozen=True)
-class VerifyRow:
-    """One checked file: a chapter, or the merged m4b (``is_book_file``)."""
-
-    name: str
-    index: int
-    title: str
-    check: ChapterCheck
-    detail: str
-    marked_pending: bool = False
-    is_book_file: bool = False
-
-
-@dataclass(kw_only=True)
-class VerifyReport:
-    """The outcome of :func:`verify_folder`, as data for the CLI to render."""
-
-    book_dir: Path
-    book: BookInfo | None = None
-    rows: list[VerifyRow] = field(default_factory=list)
-    unknown_files: list[str] = field(default_factory=list)
-    adopted: int | None = None  # files adopted into a new manifest, when there was none
-    corrupt_copy: Path | None = None  # where a corrupt manifest was moved before the rebuild
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def nothing_found(self) -> bool:
-        """No manifest and no audio file: there was nothing to verify."""
-        return self.book is None
-
-    @property
-    def problems(self) -> list[VerifyRow]:
-        """Rows that are not ``ok``."""
-        return [row for row in self.rows if row.check is not ChapterCheck.OK]
-
-    @property
-    def clean(self) -> bool:
-        """Every chapter (and book file) verified; unknown files are reported but allowed."""
-        return not self.nothing_found and not self.problems
-
-
-_DETAILS = {
-    ChapterCheck.OK: "ok",
-    ChapterCheck.MISSING: "file missing",
-    ChapterCheck.SIZE_MISMATCH: "size differs from the manifest",
-    ChapterCheck.HASH_MISMATCH: "SHA-256 differs from the manifest",
-    ChapterCheck.DECODE_ERROR: "does not decode",
-}
-
-
-def _verify_chapter(
-    manager: ManifestManager,
-    name: str,
-    entry: ChapterEntry,
-    deep_check: Callable[[Path], str | None] | None,
-) -> VerifyRow:
-    check = manager.check_chapter(name)
-    detail = _DETAILS.get(check, "")
-    if check is ChapterCheck.INCOMPLETE:
-        error = entry.last_error
-        detail = f"not complete ({entry.status})" + (
-            f": {error['kind']}: {error['message']}" if error else ""
-        )
-    elif check is ChapterCheck.OK and deep_check is not None:
-        if (problem := deep_check(manager.chapter_path(name))) is not None:
-            check, detail = ChapterCheck.DECODE_ERROR, f"does not decode: {problem}"
-    # A file that is there but wrong, or a run that died mid-download, must be redone; a
-    # pending or failed chapter is redone by --resume anyway and keeps its last error.
-    redo = check not in (ChapterCheck.OK, ChapterCheck.INCOMPLETE) or (
-        entry.status is ChapterStatus.DOWNLOADING
-    )
-    if redo:
-        manager.mark_pending(name)
-    return VerifyRow(name, entry.index, entry.title, check, detail, marked_pending=redo)
-
-
-def verify_folder(
-    book_dir: Path,
-    *,
-    tool_version: str = __version__,
-    deep_check: Callable[[Path], str | None] | None = None,
-    clock: Clock = utc_now,
-) -> VerifyReport:
-    """Verify a book folder against its manifest (SPEC §4 ``--verify-folder``).
-
-    No manifest: the audio files found are adopted into a new one. A corrupt manifest is moved
-    aside and rebuilt. Each chapter is checked (size, then SHA-256, then ``deep_check`` if given,
-    which returns an error text for a file that does not decode); chapters found bad are marked
-    ``pending`` so the next ``--resume`` redoes them. Raises :class:`UsageError` when
-    ``book_dir`` is not a folder and :class:`ManifestError` for a newer schema.
-    """
-    if not book_dir.is_dir():
-        raise UsageError(
-            f"{book_dir} is not a folder", hint="Pass the folder of one book to --verify-folder."
-        )
-    report = VerifyReport(book_dir=book_dir)
-    manager = ManifestManager.load(book_dir, tool_version=tool_version, clock=clock)
-    if manager is None:
-        manager = ManifestManager.from_scan(book_dir, None, tool_version=tool_version, clock=clock)
-        report.adopted = len(manager.chapters) + (manager.book_file is not None)
-        if not report.adopted:
-            report.unknown_files = audio_files(book_dir)
-            report.warnings.append(f"{book_dir} has no manifest and no NN - Title audio files")
-            return report
-        report.warnings.append(f"no manifest: adopted {report.adopted} files found")
-    if manager.corrupt_reason is not None or report.adopted:
-        manager.save()  # moves a corrupt manifest aside first
-    report.corrupt_copy = manager.corrupt_copy
-    report.book = manager.book
-    for name, entry in sorted(manager.chapters.items(), key=lambda kv: (kv[1].index, kv[0])):
-        report.rows.append(_verify_chapter(manager, name, entry, deep_check))
-    if manager.format == "m4b":
-        report.rows.append(_verify_book_file(manager, deep_check))
-    known = set(manager.chapters) if manager.format != "m4b" else set()
-    if manager.book_file is not None:
-        known.add(manager.book_file.name)
-    report.unknown_files = [n for n in audio_files(book_dir) if n not in known]
-    report.warnings[:0] = manager.warnings
-    return report
-
-
-def _verify_book_file(
-    manager: ManifestManager, deep_check: Callable[[Path], str | None] | None
-) -> VerifyRow:
-    book_file = manager.book_file
-    title = manager.book.title
-    if book_file is None:
-        return VerifyRow(
-            "(m4b book file)", 0, title, ChapterCheck.INCOMPLETE, "not made yet", False, True
-        )
-    check = manager.check_book_file()
-    detail = _DETAILS.get(check, "")
-    if check is ChapterCheck.OK and deep_check is not None:
-        if (problem := deep_check(manager.book_dir / book_file.name)) is not None:
-            check, detail = ChapterCheck.DECODE_ERROR, f"does not decode: {problem}"
-    if check is not ChapterCheck.OK:
-        manager.clear_book_file()  # the next --resume merges the book again
-    return VerifyRow(book_file.name, 0, title, check, detail, False, True)
