@@ -30,7 +30,6 @@ from tokysnatcher.core.ffmpeg import (
 from tokysnatcher.core.hls import (
     MAX_DIRECT_FILE_BYTES,
     MAX_PLAYLIST_BYTES,
-    MAX_SEGMENT_BYTES,
     Segment,
     decode_playlist,
     parse_media_playlist,
@@ -41,12 +40,14 @@ from tokysnatcher.core.retry import segment_backoff
 from tokysnatcher.core.status import ChapterView
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind, SourceError
 from tokysnatcher.sources.tokybook import Book, TokybookClient, Track
-from tokysnatcher.utils.atomic import sha256_file
+from tokysnatcher.utils.atomic import disk_error_for, sha256_file
 
 T = TypeVar("T")
 # A Retry-After longer than this is left to the chapter-level retry queue instead of blocking a
 # connection worker for that long.
 MAX_QUICK_WAIT = 5.0
+# How often one request may move on to a token that other requests renewed meanwhile.
+_MAX_TOKEN_MOVES = 3
 _FILE_CHUNK = 1024 * 1024
 
 
@@ -94,21 +95,44 @@ class ChapterWork:
     stop: threading.Event
     log: Callable[[str, str], None]
 
+    _renewal_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _announced_generation: int = field(default=0, init=False, repr=False)
+
     # -- requests --------------------------------------------------------------------------
-    def request(self, url: str, what: str, call: Callable[[dict[str, str]], T]) -> T:
-        """Run one request with quick retries, renewing the stream token once on 401/403."""
+    def request(
+        self,
+        url: str,
+        what: str,
+        call: Callable[[dict[str, str]], T],
+        cancelled: Callable[[], bool] | None = None,
+    ) -> T:
+        """Run one request with quick retries and stream-token renewal (SPEC §5).
+
+        A transient failure is retried up to ``segment_retries`` times after a short backoff
+        (honouring ``Retry-After`` up to ``MAX_QUICK_WAIT``); a longer wait, a permanent kind or
+        an exhausted budget fails the request, and so the chapter attempt. On 401/403 the
+        request first moves to a token another request renewed meanwhile, else renews the
+        token once itself (one playlist API call serves every chapter).
+        """
         failures = 0
         renewed = False
+        moved_on = 0
         while True:
+            if self.stop.is_set() or (cancelled is not None and cancelled()):
+                raise DownloadError(f"{what}: cancelled", kind=FailureKind.CANCELLED)
             token, generation = self.client.token()
             headers = self.client.audio_headers(self.book, url, token)
             try:
                 return call(headers)
             except DownloadError as err:
-                if err.kind is FailureKind.AUTH and headers and not renewed:
-                    renewed = True
-                    self._renew_token(generation)
-                    continue
+                if err.kind is FailureKind.AUTH and headers:
+                    if self.client.token()[1] != generation and moved_on < _MAX_TOKEN_MOVES:
+                        moved_on += 1
+                        continue
+                    if not renewed:
+                        renewed = True
+                        self._renew_token(generation)
+                        continue
                 failures += 1
                 retry_after = err.retry_after or 0.0
                 if (
@@ -137,19 +161,24 @@ class ChapterWork:
                 f"the stream token expired and could not be renewed: {err.message}",
                 kind=FailureKind.AUTH,
             ) from err
-        if new_generation != generation:
+        with self._renewal_lock:  # many requests see one renewal: say it once
+            announce = new_generation > max(generation, self._announced_generation)
+            self._announced_generation = max(self._announced_generation, new_generation)
+        if announce:
             self.log("stream token expired; renewed it through the playlist API", "info")
 
     # -- chapter steps -----------------------------------------------------------------------
-    def resolve(self, job: ChapterJob) -> tuple[Segment, ...]:
+    def resolve(
+        self, job: ChapterJob, cancelled: Callable[[], bool] | None = None
+    ) -> tuple[Segment, ...]:
         """Fetch and check the chapter playlist; keep earlier segments only if it is unchanged."""
         url = self.client.audio_url(job.track.src)
         what = f"chapter {job.index} playlist"
-        text = self._playlist_text(url, what)
+        text = self._playlist_text(url, what, cancelled)
         variant = variant_of(text, url)
         if variant is not None:
             url = variant.url
-            text = self._playlist_text(url, what)
+            text = self._playlist_text(url, what, cancelled)
         media = parse_media_playlist(text, url)
         signature = "\n".join(urlsplit(s.url).path for s in media.segments) + "\n"
         marker = job.workdir / "segments.txt"
@@ -159,34 +188,52 @@ class ChapterWork:
                 job.workdir.mkdir(parents=True, exist_ok=True)
                 marker.write_text(signature, "utf-8")
         except OSError as err:
-            raise DiskError(f"cannot write {job.workdir}: {err.strerror or err}") from err
+            raise _disk_error(err, job.workdir) from err
         job.duration = media.duration or job.track.duration
         return media.segments
 
-    def _playlist_text(self, url: str, what: str) -> str:
+    def _playlist_text(self, url: str, what: str, cancelled: Callable[[], bool] | None) -> str:
         body = self.request(
             url,
             what,
             lambda headers: self.fetcher.fetch_bytes(
-                url, headers, what=what, limit=MAX_PLAYLIST_BYTES
+                url, headers, what=what, limit=MAX_PLAYLIST_BYTES, cancelled=cancelled
             ),
+            cancelled,
         )
         return decode_playlist(body)
 
     def fetch_segment(
-        self, job: ChapterJob, segment: Segment, on_bytes: Callable[[int], None]
+        self,
+        job: ChapterJob,
+        segment: Segment,
+        on_bytes: Callable[[int], None],
+        cancelled: Callable[[], bool] | None = None,
     ) -> int:
+        """Fetch one segment into the chapter's work folder; returns its size."""
         what = f"chapter {job.index} segment {segment.index + 1}"
         dest = segment_path(job.workdir, segment)
         return self.request(
             segment.url,
             what,
             lambda headers: self.fetcher.fetch_to_file(
-                segment.url, headers, dest, what=what, limit=MAX_SEGMENT_BYTES, on_bytes=on_bytes
+                segment.url,
+                headers,
+                dest,
+                what=what,
+                limit=segment.size_limit,
+                on_bytes=on_bytes,
+                cancelled=cancelled,
             ),
+            cancelled,
         )
 
-    def fetch_direct(self, job: ChapterJob, on_bytes: Callable[[int], None]) -> int:
+    def fetch_direct(
+        self,
+        job: ChapterJob,
+        on_bytes: Callable[[int], None],
+        cancelled: Callable[[], bool] | None = None,
+    ) -> int:
         """A track whose ``src`` is a plain audio file: one request, same limits and retries."""
         url = job.track.src
         if urlsplit(url).scheme.lower() not in ("http", "https"):
@@ -196,15 +243,22 @@ class ChapterWork:
         try:
             job.workdir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise DiskError(f"cannot create {job.workdir}: {err.strerror or err}") from err
+            raise _disk_error(err, job.workdir) from err
         what = f"chapter {job.index} audio file"
         dest = job.workdir / "source.mp3"
         return self.request(
             url,
             what,
             lambda headers: self.fetcher.fetch_to_file(
-                url, headers, dest, what=what, limit=MAX_DIRECT_FILE_BYTES, on_bytes=on_bytes
+                url,
+                headers,
+                dest,
+                what=what,
+                limit=MAX_DIRECT_FILE_BYTES,
+                on_bytes=on_bytes,
+                cancelled=cancelled,
             ),
+            cancelled,
         )
 
     def tags(self, job: ChapterJob) -> Tags:
@@ -222,7 +276,15 @@ class ChapterWork:
     def convert(self, job: ChapterJob, on_progress: Callable[[float], None]) -> tuple[int, str]:
         """Turn the fetched audio into the chapter's file; returns (size, sha256)."""
         sources = job.source_files()
-        info = probe(self.ffmpeg, sources[0])
+        missing = [path.name for path in sources if not path.is_file()]
+        if missing:
+            # Never convert around a hole: the attempt fails and the retry fetches what is missing.
+            raise DownloadError(
+                f"chapter {job.index}: {len(missing)} of {len(sources)} parts missing "
+                f"({missing[0]} ...)",
+                kind=FailureKind.NETWORK,
+            )
+        info = probe(self.ffmpeg, sources[0], timeout=max(self.settings.stall_timeout, 10.0))
         if info.codec not in ("aac", "mp3"):
             raise DownloadError(
                 f"chapter {job.index}: unsupported audio codec {info.codec!r}",
@@ -257,14 +319,24 @@ class ChapterWork:
             size, digest = sha256_file(output)
             with output.open("rb+") as handle:
                 os.fsync(handle.fileno())
+            if self.stop.is_set():
+                # The run is ending and may already have recorded this chapter as pending: do
+                # not put a file under its final name behind the manifest's back.
+                with contextlib.suppress(OSError):
+                    output.unlink()
+                raise DownloadError(f"chapter {job.index}: cancelled", kind=FailureKind.CANCELLED)
             job.dest.parent.mkdir(parents=True, exist_ok=True)
             output.replace(job.dest)
         except OSError as err:
             with contextlib.suppress(OSError):
                 output.unlink()
-            raise DiskError(f"cannot write {job.dest}: {err.strerror or err}") from err
+            raise _disk_error(err, job.dest) from err
         shutil.rmtree(job.workdir, ignore_errors=True)
         return size, digest
+
+
+def _disk_error(err: OSError, path: Path) -> DiskError:
+    return disk_error_for(err, path) or DiskError(f"cannot write {path}: {err.strerror or err}")
 
 
 def _read_files(paths: list[Path]) -> Iterator[bytes]:

@@ -2,81 +2,56 @@
 
 Shape of a run
 --------------
-* ``connections`` daemon worker threads take requests from one priority queue: chapter
-  playlists first, then segments in chapter order. Work is scheduled per segment across
-  chapters, so no connection idles while any started chapter has segments left (SPEC §7).
+* ``connections`` daemon fetch workers (``core/workers.py``) take requests from one priority
+  queue: chapter playlists first, then segments in chapter order. Work is scheduled per segment
+  across chapters, so no connection idles while any started chapter has segments left (SPEC §7).
 * A chapter is admitted (its playlist fetched) while fewer than ``jobs`` chapters are
   downloading, or early when the queue holds fewer segments than there are connections.
+  Admission order is the :class:`RetryCoordinator`'s: due time, then chapter order, first
+  attempts and retries alike (SPEC §5).
 * When a chapter's last segment lands, a conversion runs on a ``ThreadPoolExecutor`` of
   ``jobs`` workers (ffmpeg, watched by the stall watchdog).
 * Workers only post events. This thread owns every piece of shared state: the chapters, the
   :class:`RetryCoordinator`, the manifest (one writer) and the reporter.
+
+How a run ends
+--------------
+* Every chapter finished (complete or failed): workers are released, nothing else is touched,
+  so the caller may go on using the session and ffmpeg (an m4b is joined afterwards).
+* A ``disk`` failure (or a manifest that cannot be written) stops the run: the stop flag ends
+  transfers and conversions, unfinished chapters go back to ``pending``.
+* Ctrl-C: the same, but at once: children are ended with a short grace and the wind-down
+  waits only for conversions that are just finishing, so the command exits within a second.
 """
 
 from __future__ import annotations
 
-import itertools
 import queue
 import random
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from tokysnatcher.core.chapter import ChapterJob, ChapterWork, segment_path
 from tokysnatcher.core.hls import Segment
 from tokysnatcher.core.processes import terminate_all
-from tokysnatcher.core.retry import BackoffPolicy, RetryCoordinator, error_from_exception
+from tokysnatcher.core.results import ChapterResult, RunResult, chapter_result
+from tokysnatcher.core.retry import BackoffPolicy, RetryCoordinator
 from tokysnatcher.core.status import ChapterState, Reporter, RunStatus
-from tokysnatcher.errors import DownloadError, FailureKind
+from tokysnatcher.core.workers import Event, FetchPool, Task, as_download_error
+from tokysnatcher.errors import DiskError, DownloadError, FailureKind
+from tokysnatcher.utils.atomic import disk_error_for
 from tokysnatcher.utils.manifest import ManifestManager
+
+__all__ = ["ChapterResult", "RunResult", "download_all_chapters"]
 
 _PLAYLIST_PRIORITY = 0
 _SEGMENT_PRIORITY = 1
-
-
-@dataclass(frozen=True)
-class _Task:
-    kind: str  # "playlist" | "segment" | "direct"
-    job: ChapterJob
-    generation: int
-    segment: Segment | None = None
-
-
-@dataclass
-class ChapterResult:
-    """How one chapter ended, for the summary and the JSON report (SPEC §6)."""
-
-    index: int
-    title: str
-    filename: str
-    status: str  # complete | failed | skipped | pending (interrupted)
-    attempts: int = 0
-    kinds: list[str] = field(default_factory=list)
-    kind: str | None = None
-    message: str = ""
-    bytes: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class RunResult:
-    chapters: list[ChapterResult]
-    bytes_received: int
-    seconds: float
-    retries: int
-    interrupted: bool = False
-    stopped_by: DownloadError | None = None  # a disk error that ended the run
-
-    @property
-    def failed(self) -> list[ChapterResult]:
-        return [c for c in self.chapters if c.status == "failed"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.interrupted and self.stopped_by is None and not self.failed
+# Ctrl-C (SPEC §5): children get this long to exit before SIGKILL, and conversions that are
+# just finishing this long to report; together well within the one second the user waits.
+_INTERRUPT_GRACE = 0.4
+_INTERRUPT_WIND_DOWN = 0.4
 
 
 class _Scheduler:
@@ -99,14 +74,12 @@ class _Scheduler:
         self.status = status
         self.clock = clock
         self.stop = work.stop
-        self.tasks: queue.PriorityQueue[tuple[tuple[int, int, int], int, _Task | None]] = (
-            queue.PriorityQueue()
-        )
-        self.events: queue.Queue[tuple[str, ChapterJob, int, Any]] = queue.Queue()
-        self.seq = itertools.count()
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.pool = FetchPool(work, self.events, self._byte_counter, self.settings.connections)
         self.queued_segments = 0
         self.converting: set[int] = set()
         self.stopped_by: DownloadError | None = None
+        self.manifest_failed = False
         policy = BackoffPolicy(
             max_retries=self.settings.max_retries,
             base_delay=self.settings.retry_delay,
@@ -118,37 +91,6 @@ class _Scheduler:
             self.retry.add(job.index, order=job.index)
 
     # -- worker side ------------------------------------------------------------------------
-    def _put_task(self, priority: tuple[int, int, int], task: _Task | None) -> None:
-        self.tasks.put((priority, next(self.seq), task))
-
-    def _worker(self) -> None:
-        while True:
-            try:
-                _, _, task = self.tasks.get(timeout=0.5)
-            except queue.Empty:
-                if self.stop.is_set():
-                    return
-                continue
-            if task is None:
-                return
-            job = task.job
-            if self.stop.is_set() or not job.live or job.generation != task.generation:
-                self.events.put(("dropped", job, task.generation, task))
-                continue
-            try:
-                if task.kind == "playlist":
-                    self.events.put(("playlist", job, task.generation, self.work.resolve(job)))
-                elif task.kind == "segment":
-                    assert task.segment is not None
-                    seg = task.segment
-                    size = self.work.fetch_segment(job, seg, self._byte_counter(job))
-                    self.events.put(("segment", job, task.generation, (seg.index, size)))
-                else:
-                    size = self.work.fetch_direct(job, self._byte_counter(job))
-                    self.events.put(("segment", job, task.generation, (0, size)))
-            except BaseException as err:  # every failure becomes an event with a kind
-                self.events.put(("failed", job, task.generation, _as_download_error(err, job)))
-
     def _byte_counter(self, job: ChapterJob) -> Callable[[int], None]:
         def count(n: int) -> None:
             with self.status.lock:
@@ -165,7 +107,7 @@ class _Scheduler:
         try:
             result = self.work.convert(job, progress)
         except BaseException as err:
-            self.events.put(("failed", job, generation, _as_download_error(err, job)))
+            self.events.put(("failed", job, generation, as_download_error(err, job)))
         else:
             self.events.put(("converted", job, generation, result))
 
@@ -201,15 +143,15 @@ class _Scheduler:
             job.view.bytes_done = 0
             if job.view.started_at is None:
                 job.view.started_at = self.clock()
-        self.manifest.mark_downloading(job.key)
+        self._record(lambda: self.manifest.mark_downloading(job.key))
         self._set_state(job, ChapterState.DOWNLOADING)
         if job.track.is_direct:
-            self._put_task((_SEGMENT_PRIORITY, job.index, 0), _Task("direct", job, job.generation))
+            self.pool.put((_SEGMENT_PRIORITY, job.index, 0), Task("direct", job, job.generation))
             job.remaining = 1
             self.queued_segments += 1
         else:
             priority = (_PLAYLIST_PRIORITY, job.index, 0)
-            self._put_task(priority, _Task("playlist", job, job.generation))
+            self.pool.put(priority, Task("playlist", job, job.generation))
 
     def _on_playlist(self, job: ChapterJob, segments: tuple[Segment, ...]) -> None:
         job.segments = segments
@@ -223,8 +165,8 @@ class _Scheduler:
                 continue
             job.remaining += 1
             self.queued_segments += 1
-            task = _Task("segment", job, job.generation, segment)
-            self._put_task((_SEGMENT_PRIORITY, job.index, segment.index), task)
+            task = Task("segment", job, job.generation, segment)
+            self.pool.put((_SEGMENT_PRIORITY, job.index, segment.index), task)
         with self.status.lock:
             job.view.bytes_done = done_bytes
             self._estimate(job)
@@ -259,7 +201,7 @@ class _Scheduler:
         self.converting.discard(job.index)
         job.live = False
         self.retry.record_success(job.index)
-        self.manifest.mark_complete(job.key, size=size, sha256=digest)
+        self._record(lambda: self.manifest.mark_complete(job.key, size=size, sha256=digest))
         with self.status.lock:
             job.view.size = size
             job.view.finished_at = self.clock()
@@ -277,12 +219,11 @@ class _Scheduler:
         with self.status.lock:
             job.view.kinds.append(error.kind)
             job.view.kind = error.kind
-        if error.kind is FailureKind.CANCELLED:
-            return
+        if error.kind is FailureKind.CANCELLED and self.stop.is_set():
+            return  # the run is ending: the wind-down puts the chapter back to pending
         if error.kind.stops_run:
-            self.stopped_by = error
+            self._stop_run(error)
             self._fail(job, error)
-            self.stop.set()
             return
         decision = self.retry.record_failure(job.index, error)
         if decision.retry:
@@ -290,13 +231,13 @@ class _Scheduler:
                 self.status.retries += 1
                 job.view.retry_due = decision.due_at
                 job.view.attempt = decision.attempt - 1
-            self.manifest.mark_pending(job.key)
+            self._record(lambda: self.manifest.mark_pending(job.key))
             self._set_state(job, ChapterState.RETRYING, error.message)
         else:
             self._fail(job, error)
 
     def _fail(self, job: ChapterJob, error: DownloadError) -> None:
-        self.manifest.mark_failed(job.key, error.kind, error.message)
+        self._record(lambda: self.manifest.mark_failed(job.key, error.kind, error.message))
         with self.status.lock:
             job.view.finished_at = self.clock()
         self._set_state(job, ChapterState.FAILED, error.message)
@@ -305,6 +246,8 @@ class _Scheduler:
         name, job, generation, payload = event
         if name == "dropped" or generation != job.generation or not job.live:
             return
+        if self.stop.is_set() and name != "converted":
+            return  # the run is stopping: what is not finished goes back to pending
         if name == "playlist":
             self._on_playlist(job, payload)
         elif name == "segment":
@@ -319,12 +262,7 @@ class _Scheduler:
 
     def run(self) -> bool:
         """Drive the run to its end; returns False when interrupted by the user."""
-        workers = [
-            threading.Thread(target=self._worker, name=f"fetch-{n}", daemon=True)
-            for n in range(self.settings.connections)
-        ]
-        for worker in workers:
-            worker.start()
+        self.pool.start()
         self.converter = ThreadPoolExecutor(self.settings.jobs, thread_name_prefix="convert")
         interrupted = False
         try:
@@ -342,45 +280,81 @@ class _Scheduler:
                     pass
                 with self.status.lock:
                     self.status.active_connections = self.work.fetcher.transfer.active
+            # Someone else (a library caller) set the stop flag: that is an interruption too.
+            interrupted = self.stopped_by is None and not self._finished()
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            self.stop.set()
-            self.converter.shutdown(wait=False, cancel_futures=True)
-            terminate_all(self.settings.kill_grace)
-            for _ in workers:
-                self._put_task((-1, 0, 0), None)
-            self._wind_down()
+            for _ in range(3):  # another Ctrl-C must not skip saving the manifest
+                try:
+                    self._shut_down(interrupted=interrupted)
+                    break
+                except KeyboardInterrupt:
+                    interrupted = True
         return not interrupted
 
-    def _wind_down(self) -> None:
+    def _shut_down(self, *, interrupted: bool) -> None:
+        """End workers and children, then leave the manifest consistent (idempotent)."""
+        if interrupted or self.stopped_by is not None:
+            self.stop.set()
+        self.converter.shutdown(wait=False, cancel_futures=True)
+        if interrupted:
+            # Ctrl-C must end within a second: a short grace before SIGKILL. Partial output
+            # lives in the work folder, so a killed ffmpeg cannot harm a finished file.
+            terminate_all(min(self.settings.kill_grace, _INTERRUPT_GRACE))
+        self.pool.release()
+        grace = _INTERRUPT_WIND_DOWN if interrupted else self.settings.kill_grace + 1.0
+        self._wind_down(time.monotonic() + grace)
+
+    def _wind_down(self, deadline: float) -> None:
         """Leave the manifest consistent: unfinished chapters go back to ``pending``."""
-        deadline = time.monotonic() + 1.0
         # Conversions that already finished may still have an event waiting: record them.
-        while time.monotonic() < deadline:
+        while self.converting and time.monotonic() < deadline:
             try:
                 name, job, generation, payload = self.events.get(timeout=0.05)
             except queue.Empty:
-                if not any(j.index in self.converting for j in self.jobs.values()):
-                    break
                 continue
-            if name == "converted" and generation == job.generation and job.live:
+            if generation != job.generation or job.index not in self.converting:
+                continue
+            if name == "converted" and job.live:
                 self._on_converted(job, *payload)
-            elif name == "failed" and job.index in self.converting and generation == job.generation:
+            elif name == "failed":
                 self.converting.discard(job.index)
-        for job in self.jobs.values():
-            if not job.view.state.finished:
-                job.live = False
-                self.manifest.mark_pending(job.key)
-                with self.status.lock:
-                    job.view.state = ChapterState.WAITING
-                    job.view.message = "not finished"
+        unfinished = [job for job in self.jobs.values() if not job.view.state.finished]
+        for job in unfinished:
+            job.live = False
+            with self.status.lock:
+                job.view.state = ChapterState.WAITING
+                job.view.message = "not finished"
+        if unfinished:
+            keys = [job.key for job in unfinished]
+            self._record(lambda: self._mark_all_pending(keys))
 
+    def _mark_all_pending(self, keys: list[str]) -> None:
+        with self.manifest.batch():  # one write, however many chapters were in flight
+            for key in keys:
+                self.manifest.mark_pending(key)
 
-def _as_download_error(err: BaseException, job: ChapterJob) -> DownloadError:
-    if isinstance(err, DownloadError):
-        return err
-    return error_from_exception(err, f"chapter {job.index}")
+    def _record(self, change: Callable[[], object]) -> None:
+        """Apply one manifest change; a disk that refuses it stops the run (SPEC §5 ``disk``)."""
+        if self.manifest_failed:
+            return  # already reported; the manifest on disk is the last one that was saved
+        try:
+            change()
+        except (DiskError, OSError) as err:
+            self.manifest_failed = True
+            error = (
+                err
+                if isinstance(err, DiskError)
+                else disk_error_for(err, self.manifest.path)
+                or DiskError(f"cannot write {self.manifest.path}: {err.strerror or err}")
+            )
+            self._stop_run(error)
+
+    def _stop_run(self, error: DownloadError) -> None:
+        if self.stopped_by is None:
+            self.stopped_by = error
+        self.stop.set()
 
 
 def download_all_chapters(
@@ -409,29 +383,8 @@ def download_all_chapters(
         rng=rng or random.Random(),
     )
     completed = scheduler.run()
-    results = []
-    for job in jobs:
-        view = job.view
-        state = {
-            ChapterState.DONE: "complete",
-            ChapterState.FAILED: "failed",
-            ChapterState.SKIPPED: "skipped",
-        }.get(view.state, "pending")
-        begun, ended = view.started_at, view.finished_at or clock()
-        results.append(
-            ChapterResult(
-                index=job.index,
-                title=view.title,
-                filename=job.dest.name,
-                status=state,
-                attempts=scheduler.retry.attempts(job.index) if view.started_at else 0,
-                kinds=[str(k) for k in view.kinds],
-                kind=str(view.kind) if state == "failed" and view.kind else None,
-                message=view.message if state == "failed" else "",
-                bytes=sum(job.segment_bytes.values()),
-                seconds=(ended - begun) if begun is not None else 0.0,
-            )
-        )
+    now = clock()
+    results = [chapter_result(job, scheduler.retry.attempts(job.index), now=now) for job in jobs]
     return RunResult(
         chapters=results,
         bytes_received=status.bytes_total,

@@ -6,6 +6,7 @@ Parsing is done by the ``m3u8`` library; this module turns its result into our o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
@@ -19,6 +20,12 @@ MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 # A direct-file chapter is one whole MP3: allow a long chapter at a high bit rate.
 MAX_DIRECT_FILE_BYTES = 2 * 1024 * 1024 * 1024
 MAX_SEGMENTS = 100_000
+# A segment's body may not be much larger than its declared duration allows: 512 KiB per second
+# (4 Mbit/s: over twice CD-quality lossless, dozens of times a spoken-word stream), and at least
+# 4 MiB. An endless or bloated body is then refused after a few MiB instead of after 64 MiB
+# written to disk.
+SEGMENT_BYTES_PER_SECOND = 512 * 1024
+MIN_SEGMENT_LIMIT = 4 * 1024 * 1024
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -28,6 +35,22 @@ class Segment:
     index: int
     url: str
     duration: float
+
+    @property
+    def size_limit(self) -> int:
+        """The most bytes this segment may have (see ``SEGMENT_BYTES_PER_SECOND``)."""
+        return segment_size_limit(self.duration)
+
+
+def segment_size_limit(duration: float) -> int:
+    """The largest body accepted for a segment of ``duration`` seconds, never over 64 MiB.
+
+    A missing or nonsensical duration (zero, negative, not finite) gets the flat 64 MiB limit.
+    """
+    if not math.isfinite(duration) or duration <= 0:
+        return MAX_SEGMENT_BYTES
+    wanted = max(MIN_SEGMENT_LIMIT, duration * SEGMENT_BYTES_PER_SECOND)
+    return int(min(MAX_SEGMENT_BYTES, wanted))
 
 
 class Variant(NamedTuple):
@@ -107,17 +130,20 @@ def parse_media_playlist(text: str, playlist_url: str) -> MediaPlaylist:
         raise PlaylistError(
             f"encrypted HLS (METHOD={key.method}) is not supported", kind=FailureKind.INVALID_MEDIA
         )
+    if len(parsed.segments) > MAX_SEGMENTS:
+        raise PlaylistError(
+            "the chapter playlist lists too many segments", kind=FailureKind.INVALID_MEDIA
+        )
     segments: list[Segment] = []
     for position, seg in enumerate(parsed.segments):
         if not seg.uri:
             continue
         url = urljoin(playlist_url, seg.uri)
         _check_http_url(url, "segment URL")
-        segments.append(Segment(index=position, url=url, duration=float(seg.duration or 0.0)))
+        duration = float(seg.duration or 0.0)
+        if not math.isfinite(duration) or duration < 0:
+            duration = 0.0  # a hostile EXTINF must not poison progress or the size limit
+        segments.append(Segment(index=position, url=url, duration=duration))
     if not segments:
         raise PlaylistError("the chapter playlist lists no segment", kind=FailureKind.INVALID_MEDIA)
-    if len(segments) > MAX_SEGMENTS:
-        raise PlaylistError(
-            "the chapter playlist lists too many segments", kind=FailureKind.INVALID_MEDIA
-        )
     return MediaPlaylist(tuple(segments), sum(s.duration for s in segments))

@@ -265,6 +265,7 @@ def _book_info(book: Book, playlist: Playlist, fmt: OutputFormat) -> BookInfo:
         chapter_count=len(playlist.tracks),
         narrator=book.narrator,
         year=book.year,
+        cover_url=book.cover_url,
     )
 
 
