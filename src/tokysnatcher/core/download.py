@@ -326,8 +326,10 @@ class _Scheduler:
             with self.status.lock:
                 job.view.state = ChapterState.WAITING
                 job.view.message = "not finished"
-        if unfinished:
-            keys = [job.key for job in unfinished]
+        # Only chapters whose attempt began changed on disk; a chapter never started keeps its
+        # manifest entry (under --force-redownload that is a still-valid "complete" file).
+        keys = [job.key for job in unfinished if job.generation > 0]
+        if keys:
             self._record(lambda: self._mark_all_pending(keys))
 
     def _mark_all_pending(self, keys: list[str]) -> None:
