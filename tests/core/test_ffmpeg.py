@@ -25,13 +25,11 @@ from tokysnatcher.core.ffmpeg import (
     Tags,
     clear_resolution_cache,
     convert_command,
-    decode_check,
-    decoded_md5,
-    probe,
     resolve_ffmpeg,
-    run_ffmpeg,
     track_tag,
 )
+from tokysnatcher.core.ffmpeg_probe import decode_check, decoded_md5, probe
+from tokysnatcher.core.ffmpeg_run import run_ffmpeg
 from tokysnatcher.core.progress import ProgressSample
 from tokysnatcher.errors import (
     DiskError,

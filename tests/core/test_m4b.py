@@ -17,15 +17,9 @@ import imageio_ffmpeg
 import pytest
 
 from tokysnatcher.core.cover import fetch_cover
-from tokysnatcher.core.ffmpeg import (
-    FfmpegInfo,
-    Tags,
-    convert_command,
-    ffmetadata_text,
-    read_metadata,
-    resolve_ffmpeg,
-    run_ffmpeg,
-)
+from tokysnatcher.core.ffmpeg import FfmpegInfo, Tags, convert_command, resolve_ffmpeg
+from tokysnatcher.core.ffmpeg_m4b import ffmetadata_text, read_metadata
+from tokysnatcher.core.ffmpeg_run import run_ffmpeg
 from tokysnatcher.core.http import Fetcher, make_session
 from tokysnatcher.core.m4b import book_file_name, chapter_ranges, join_parts
 from tokysnatcher.core.mp4 import read_audio_track

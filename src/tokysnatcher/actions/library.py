@@ -27,7 +27,8 @@ def verify(folder: Path, settings: Settings, output: Output, *, deep: bool) -> E
     """Check a book folder against its manifest and print a row per chapter."""
     deep_check: DeepCheck | None = None
     if deep:
-        from tokysnatcher.core.ffmpeg import decode_check, resolve_ffmpeg
+        from tokysnatcher.core.ffmpeg import resolve_ffmpeg
+        from tokysnatcher.core.ffmpeg_probe import decode_check
 
         ffmpeg = resolve_ffmpeg(settings.ffmpeg)
 

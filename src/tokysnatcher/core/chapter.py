@@ -18,15 +18,9 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from tokysnatcher.config import Settings
-from tokysnatcher.core.ffmpeg import (
-    FfmpegInfo,
-    Tags,
-    Target,
-    convert_command,
-    probe,
-    run_ffmpeg,
-    track_tag,
-)
+from tokysnatcher.core.ffmpeg import FfmpegInfo, Tags, Target, convert_command, track_tag
+from tokysnatcher.core.ffmpeg_probe import probe
+from tokysnatcher.core.ffmpeg_run import run_ffmpeg
 from tokysnatcher.core.hls import (
     MAX_DIRECT_FILE_BYTES,
     MAX_PLAYLIST_BYTES,

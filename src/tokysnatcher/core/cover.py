@@ -12,13 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tokysnatcher.core.ffmpeg import (
-    FfmpegInfo,
-    ImageFormat,
-    image_format,
-    image_to_jpeg,
-    probe_image,
-)
+from tokysnatcher.core.ffmpeg import FfmpegInfo
+from tokysnatcher.core.ffmpeg_image import ImageFormat, image_format, image_to_jpeg, probe_image
 from tokysnatcher.core.http import Fetcher
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind
 

@@ -24,15 +24,14 @@ from pathlib import Path
 
 from tokysnatcher.config import Settings
 from tokysnatcher.core.cover import fetch_cover
-from tokysnatcher.core.ffmpeg import (
-    FfmpegInfo,
-    Tags,
+from tokysnatcher.core.ffmpeg import FfmpegInfo, Tags
+from tokysnatcher.core.ffmpeg_m4b import (
     concat_list_text,
     ffmetadata_text,
     m4b_join_command,
     read_metadata,
-    run_ffmpeg,
 )
+from tokysnatcher.core.ffmpeg_run import run_ffmpeg
 from tokysnatcher.core.http import Fetcher
 from tokysnatcher.core.mp4 import AudioTrack, read_audio_track
 from tokysnatcher.core.run import Action, BookPlan

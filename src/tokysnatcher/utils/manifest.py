@@ -6,7 +6,7 @@ so a later run can prove what is done. It is written atomically after every stat
 Everything read from a manifest is untrusted: the shape is validated field by field, a file that
 is not valid JSON or has the wrong shape is moved aside (never deleted) and rebuilt by scanning
 the folder, and an entry whose name could point outside the folder is dropped, never followed.
-The types and the validation live in :mod:`tokysnatcher.utils.manifest_schema`, folder scans in
+The types, validation and JSON form live in :mod:`tokysnatcher.utils.manifest_schema`, scans in
 :mod:`tokysnatcher.utils.library` and verification in :mod:`tokysnatcher.utils.verify`; this
 module owns the one writer.
 """
@@ -17,7 +17,7 @@ import copy
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -31,7 +31,6 @@ from tokysnatcher.utils.manifest_schema import (
     ENTRY_FIELDS,
     MANIFEST_NAME,
     PARTS_DIR_NAME,
-    SCHEMA_VERSION,
     WORK_DIR_NAME,
     BookFile,
     BookInfo,
@@ -42,6 +41,7 @@ from tokysnatcher.utils.manifest_schema import (
     ManifestDoc,
     check_entry_name,
     format_timestamp,
+    is_sha256,
     read_manifest,
     utc_now,
 )
@@ -186,7 +186,7 @@ class ManifestManager:
     def data(self) -> dict[str, Any]:
         """A deep copy of the manifest as it would be saved."""
         with self._lock:
-            return copy.deepcopy(self._to_json())
+            return copy.deepcopy(self._doc.to_json())
 
     @property
     def book(self) -> BookInfo:
@@ -294,7 +294,7 @@ class ManifestManager:
 
     def mark_complete(self, name: str, *, size: int, sha256: str) -> ChapterEntry:
         """The chapter's file is in place with this size and SHA-256."""
-        if not _is_sha256(sha256) or size < 0:
+        if not is_sha256(sha256) or size < 0:
             raise ValueError(f"bad size or SHA-256 for {name!r}: {size}, {sha256!r}")
         return self._change(
             name,
@@ -331,7 +331,7 @@ class ManifestManager:
     def set_book_file(self, name: str, size: int, sha256: str) -> None:
         """Record the merged m4b file (a plain name in the book folder)."""
         check_entry_name(name)
-        if not _is_sha256(sha256) or size < 0:
+        if not is_sha256(sha256) or size < 0:
             raise ValueError(f"bad size or SHA-256 for {name!r}: {size}, {sha256!r}")
         with self._lock:
             self._doc.book_file = BookFile(name, size, sha256)
@@ -385,21 +385,6 @@ class ManifestManager:
 
     # -- persistence --------------------------------------------------------------------------
 
-    def _to_json(self) -> dict[str, Any]:
-        doc = self._doc
-        data: dict[str, Any] = {
-            **doc.extra,
-            "schema_version": SCHEMA_VERSION,
-            "tool_version": doc.tool_version,
-            "book": {**doc.book_extra, **asdict(doc.book)},
-            "created_at": doc.created_at,
-            "updated_at": doc.updated_at,
-            "chapters": {name: entry.to_json() for name, entry in doc.chapters.items()},
-        }
-        if doc.book_file is not None:
-            data["book_file"] = doc.book_file._asdict()
-        return data
-
     def _save_locked(self) -> None:
         if self._batch_depth:
             self._unsaved = True
@@ -413,7 +398,7 @@ class ManifestManager:
             raise (disk_error_for(err, self.book_dir, action="create") or err) from err
         self._doc.tool_version = self.tool_version
         self._doc.updated_at = self._now()
-        atomic_write_json(self.path, self._to_json())
+        atomic_write_json(self.path, self._doc.to_json())
 
     def _move_corrupt_aside(self) -> None:
         stamp = self._clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -431,13 +416,6 @@ class ManifestManager:
         else:
             self.corrupt_copy = target
             self.warnings.append(f"the corrupt manifest was kept as {target.name}")
-
-
-def _is_sha256(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in _HEX for c in value)
-
-
-_HEX = frozenset("0123456789abcdef")
 
 
 def build_manifest_from_scan(

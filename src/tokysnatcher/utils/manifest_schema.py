@@ -1,4 +1,4 @@
-"""The manifest's shape (SPEC §4): its types, and validation of what is read from disk.
+"""The manifest's shape (SPEC §4): its types, its JSON form, and validation of what is read.
 
 Nothing here writes, and nothing here knows about other modules of the library:
 :mod:`tokysnatcher.utils.manifest` owns the one writer, :mod:`tokysnatcher.utils.library` scans
@@ -14,7 +14,7 @@ import json
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -135,6 +135,21 @@ class ManifestDoc:
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as it is saved (``warnings`` are not part of it)."""
+        data: dict[str, Any] = {
+            **self.extra,
+            "schema_version": SCHEMA_VERSION,
+            "tool_version": self.tool_version,
+            "book": {**self.book_extra, **asdict(self.book)},
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "chapters": {name: entry.to_json() for name, entry in self.chapters.items()},
+        }
+        if self.book_file is not None:
+            data["book_file"] = self.book_file._asdict()
+        return data
+
 
 class CorruptManifest(Exception):
     """A manifest that is not JSON or not of the expected shape; ``str()`` says why."""
@@ -161,6 +176,14 @@ def check_entry_name(name: str) -> str:
     if len(name.encode("utf-8", "surrogatepass")) > 255:
         raise ValueError(f"{name[:40]!r}… is too long for a file name")
     return name
+
+
+def is_sha256(value: object) -> bool:
+    """True for a SHA-256 as the manifest stores it: 64 lowercase hex digits."""
+    return isinstance(value, str) and len(value) == 64 and all(c in _HEX for c in value)
+
+
+_HEX = frozenset("0123456789abcdef")
 
 
 def _get(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
