@@ -584,10 +584,15 @@ def test_terminate_all_reaps_everything_and_closes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_FFMPEG_MODE", "hang-ignore-term")
+    ready = tmp_path / "ready"
+    monkeypatch.setenv("FAKE_FFMPEG_READY", str(ready))
     registry = processes.ProcessRegistry()
     stubborn = registry.spawn([sys.executable, str(FAKE)])
     polite = registry.spawn([sys.executable, "-c", "import time; time.sleep(30)"])
-    time.sleep(0.3)  # let the stubborn one install its SIGTERM handler
+    deadline = time.monotonic() + 20
+    while not ready.exists():  # the stubborn one has installed its SIGTERM handler
+        assert time.monotonic() < deadline, "fake ffmpeg never started"
+        time.sleep(0.02)
 
     started = time.monotonic()
     assert registry.terminate_all(grace=0.5) == 2

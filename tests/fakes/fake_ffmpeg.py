@@ -40,6 +40,11 @@ if "-version" in args:
 if mode == "hang-ignore-term":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
+ready = os.environ.get("FAKE_FFMPEG_READY")
+if ready:  # tell a waiting test that the signal disposition is in place
+    with open(ready, "w") as handle:
+        handle.write("ready")
+
 if args and not args[-1].startswith("-"):
     output = args[-1].removeprefix("file:")
     with open(output, "wb") as handle:
