@@ -1,22 +1,30 @@
 """The ``tokysnatcher`` command: options -> Settings -> actions, errors -> exit codes.
 
 Nothing here decides how a book is downloaded; this module parses, dispatches to ``actions``,
-prints what they return and maps errors to exit codes (SPEC §2).
+prints what they return and maps errors to exit codes (SPEC §2). Every bad value ends in one
+line on stderr, ``error: <option>: <what is wrong> - <the accepted form>``, and exit code 2.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
+from typer._click.exceptions import BadOptionUsage, BadParameter
 from typer.exceptions import TyperException
 
 from tokysnatcher import __version__
 from tokysnatcher.config import OutputFormat, Settings, Verbosity
+from tokysnatcher.config.settings import MIN_SPEED_LIMIT, NUMBERS
 from tokysnatcher.config.sources import load_settings
 from tokysnatcher.errors import ExitCode, TokysnatcherError, UsageError
 from tokysnatcher.render import Output
@@ -24,31 +32,156 @@ from tokysnatcher.render import Output
 EPILOG = """\
 [bold]Examples[/bold]
 
-  Download a book (mp3, into ~/Music/Audiobooks/<Author>/<Title>/):
+  Download a book (mp3, into <music dir>/Audiobooks/<Author>/<Title>/):
     [cyan]tokysnatcher https://tokybook.com/post/some-book[/cyan]
 
-  One m4b with chapter markers, into another folder:
+  One m4b with chapter markers and the cover, into another folder:
     [cyan]tokysnatcher some-book --format m4b -d ~/Audiobooks[/cyan]
 
   Resume an interrupted download without a prompt:
     [cyan]tokysnatcher some-book --resume[/cyan]
 
-  See what would happen, write nothing:
+  See the plan (download / skip / redo, sizes) and write nothing:
     [cyan]tokysnatcher some-book --dry-run[/cyan]
 
-  Check a book folder against its manifest / list every download:
-    [cyan]tokysnatcher --verify-folder "~/Music/Audiobooks/Author/Title"[/cyan]
+  Only chapters 1 to 3 and 7, at most 500 KiB/s:
+    [cyan]tokysnatcher some-book --chapters 1-3,7 --speed-limit 500K[/cyan]
+
+  Check a book folder against its manifest, or list every download:
+    [cyan]tokysnatcher --verify-folder ~/Music/Audiobooks/Author/Title[/cyan]
     [cyan]tokysnatcher --list-downloads[/cyan]
+
+  In a script: one summary line and a JSON report:
+    [cyan]tokysnatcher some-book -q --report run.json[/cyan]
 
   Search, or try everything against the bundled stand-in site:
     [cyan]tokysnatcher -s "sherlock"[/cyan]
     [cyan]tokysnatcher --demo[/cyan]
+
+  Defaults can live in [bold]<user config dir>/tokysnatcher/config.toml[/bold]: keys are the
+  long option names, [bold]\\[profiles.NAME][/bold] tables are picked with --profile NAME.
+  Precedence: command line > TOKYSNATCHER_* environment > profile > config file > built-in.
 """
 
 DOWNLOAD = "Download"
 RETRY = "Retry & network"
 LIBRARY = "Library"
 OUTPUT = "Output"
+
+#: The accepted form of each option's value, for the one-line error of a bad value.
+FORMS = {
+    "--directory": "a folder, e.g. -d ~/Audiobooks",
+    "--format": "one of mp3, m4a, m4b",
+    "--chapters": "chapter numbers and ranges separated by commas, e.g. 1-3,7 or 5-",
+    "--speed-limit": "bytes per second with an optional K, M or G suffix, e.g. 500K, 2M, "
+    "1.5MiB (none: no limit)",
+    "--base-url": "an http(s) URL with a host, e.g. https://tokybook.com",
+    "--ffmpeg": "the path of an ffmpeg binary",
+    "--search": "a search query, e.g. -s sherlock",
+    "--verify-folder": "a book folder, e.g. --verify-folder ~/Music/Audiobooks/Author/Title",
+    "--report": "a file in an existing, writable folder, e.g. --report run.json",
+    "--profile": "the name of a [profiles.NAME] table of the config file",
+    "--config": "a TOML config file",
+    **{number.option: number.accepted for number in NUMBERS.values()},
+}
+_SHORT = {"-d": "--directory", "-j": "--jobs", "-s": "--search"}
+
+
+def _default(text: str) -> str:
+    # Escaped: Rich markup would otherwise swallow the brackets.
+    return f" \\[default: {text}]"
+
+
+# -- value parsers: each turns a bad value into one line that names the accepted form ---------
+def _number(field: str) -> Callable[[str], float]:
+    number = NUMBERS[field]
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            value = float("nan")
+        if math.isnan(value) or (number.whole and not value.is_integer()):
+            raise BadParameter(
+                f"{text!r} is not {'a whole number' if number.whole else 'a number'}"
+            )
+        if not number.accepts(value):
+            raise BadParameter(f"{text!r} is out of range")
+        return int(value) if number.whole else value
+
+    return parse
+
+
+def _format(text: str) -> OutputFormat:
+    try:
+        return OutputFormat(text.strip().lower())
+    except ValueError:
+        raise BadParameter(f"{text!r} is not a known format") from None
+
+
+def _chapters(text: str) -> str:
+    """Syntax only: whether the numbers exist is known once the book is resolved."""
+    parts = [part.strip() for part in text.split(",")]
+    for part in parts:
+        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d*))?", part)
+        if match is None:
+            raise BadParameter(f"{part!r} is not a chapter number or range")
+        start, end = int(match.group(1)), match.group(2)
+        if start < 1:
+            raise BadParameter(f"{part!r}: chapters are numbered from 1")
+        if end and int(end) < start:
+            raise BadParameter(f"{part!r} is a backwards range (write {end}-{start})")
+    return ",".join(parts)
+
+
+def _speed_limit(text: str) -> str:
+    """Checked here, converted by config.sources (``none`` must still override a profile)."""
+    from tokysnatcher.config.sources import parse_speed_limit
+
+    try:
+        rate = parse_speed_limit(text)
+    except UsageError:
+        raise BadParameter(f"{text!r} is not a rate") from None
+    if rate is not None and rate < MIN_SPEED_LIMIT:
+        raise BadParameter(f"{text!r} is below the lowest limit, 1K")
+    return text
+
+
+def _base_url(text: str) -> str:
+    from tokysnatcher.sources.tokybook import normalize_base_url
+
+    try:
+        return normalize_base_url(text)
+    except UsageError:
+        raise BadParameter(f"{text!r} is not an http(s) URL") from None
+
+
+def _report(text: str) -> Path:
+    path = Path(text).expanduser()
+    folder = path.parent
+    if not text.strip() or path.is_dir():
+        raise BadParameter(f"{text!r} is a folder, not a file name")
+    if not folder.is_dir():
+        raise BadParameter(f"{text!r}: the folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BadParameter(f"{text!r}: the folder {str(folder)!r} is not writable")
+    return path
+
+
+def _folder(text: str) -> Path:
+    if not text.strip():
+        raise BadParameter("an empty folder name")
+    return Path(text).expanduser()
+
+
+def _text(what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise BadParameter(f"an empty {what}")
+        return text
+
+    return parse
+
 
 app = typer.Typer(
     add_completion=False,
@@ -70,8 +203,9 @@ def command(
     url: Annotated[
         str | None,
         typer.Argument(
+            metavar="URL",
             help="Book page URL (https://tokybook.com/post/<slug>, with or without scheme), "
-            "a URL on --base-url's host, or the bare slug.",
+            "a URL on --base-url's host, or the bare slug. Without it, in a terminal: a menu.",
             show_default=False,
         ),
     ] = None,
@@ -80,8 +214,10 @@ def command(
         typer.Option(
             "-d",
             "--directory",
-            help="Library root; a book goes to DIR/<Author>/<Title>/. "
-            "[default: <music dir>/Audiobooks]",
+            metavar="DIR",
+            parser=_folder,
+            help="Library root; a book goes to DIR/<Author>/<Title>/."
+            + _default("<music dir>/Audiobooks"),
             rich_help_panel=DOWNLOAD,
             show_default=False,
         ),
@@ -90,10 +226,11 @@ def command(
         OutputFormat | None,
         typer.Option(
             "--format",
+            metavar="mp3|m4a|m4b",
+            parser=_format,
             help="mp3: a file per chapter; m4a: a file per chapter, AAC as served; "
-            "m4b: one audiobook file with chapter markers. [default: mp3]",
+            "m4b: one audiobook file with chapter markers." + _default("mp3"),
             rich_help_panel=DOWNLOAD,
-            case_sensitive=False,
             show_default=False,
         ),
     ] = None,
@@ -102,44 +239,62 @@ def command(
         typer.Option(
             "--chapters",
             metavar="SPEC",
-            help="Only these chapters, e.g. 1-3,7 or 5- (to the end).",
+            parser=_chapters,
+            help="Only these chapters, e.g. 1-3,7 or 5- (to the end)." + _default("all"),
             rich_help_panel=DOWNLOAD,
+            show_default=False,
         ),
     ] = None,
     resume: Annotated[
         bool,
         typer.Option(
             "--resume",
-            help="Skip chapters the manifest proves complete (size + SHA-256); no prompt.",
+            metavar="",
+            help="Skip chapters the manifest proves complete (size + SHA-256); no prompt."
+            + _default("ask in a terminal, else resume"),
             rich_help_panel=DOWNLOAD,
+            show_default=False,
         ),
     ] = False,
     force_redownload: Annotated[
         bool,
         typer.Option(
             "--force-redownload",
-            help="Ignore the manifest and fetch every chapter again.",
+            metavar="",
+            help="Ignore the manifest and fetch every chapter again." + _default("off"),
             rich_help_panel=DOWNLOAD,
+            show_default=False,
         ),
     ] = False,
     dry_run: Annotated[
         bool,
         typer.Option(
             "--dry-run",
-            help="Resolve the book, check everything, print the plan; write nothing.",
+            metavar="",
+            help="Resolve the book, check options, ffmpeg, folder and free space, print the "
+            "plan; write nothing." + _default("off"),
             rich_help_panel=DOWNLOAD,
+            show_default=False,
         ),
     ] = False,
     no_cover: Annotated[
         bool,
-        typer.Option("--no-cover", help="m4b: do not embed the cover.", rich_help_panel=DOWNLOAD),
+        typer.Option(
+            "--no-cover",
+            metavar="",
+            help="m4b: do not embed the cover." + _default("embed it"),
+            rich_help_panel=DOWNLOAD,
+            show_default=False,
+        ),
     ] = False,
     keep_parts: Annotated[
         bool,
         typer.Option(
             "--keep-parts",
-            help="m4b: also keep the per-chapter files next to the m4b.",
+            metavar="",
+            help="m4b: also keep the per-chapter files next to the m4b." + _default("off"),
             rich_help_panel=DOWNLOAD,
+            show_default=False,
         ),
     ] = False,
     jobs: Annotated[
@@ -147,7 +302,9 @@ def command(
         typer.Option(
             "-j",
             "--jobs",
-            help="Chapters in flight at once. [default: 2]",
+            metavar="N",
+            parser=_number("jobs"),
+            help="Chapters in flight at once (1-32)." + _default("2"),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -156,7 +313,9 @@ def command(
         int | None,
         typer.Option(
             "--connections",
-            help="HTTP connections in flight at once, over all chapters. [default: 8]",
+            metavar="N",
+            parser=_number("connections"),
+            help="HTTP connections in flight at once, over all chapters (1-64)." + _default("8"),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -165,7 +324,9 @@ def command(
         int | None,
         typer.Option(
             "--max-retries",
-            help="Retries per chapter after its first try. [default: 3]",
+            metavar="N",
+            parser=_number("max_retries"),
+            help="Retries per chapter after its first try (0-100)." + _default("3"),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -175,7 +336,8 @@ def command(
         typer.Option(
             "--retry-delay",
             metavar="SECONDS",
-            help="First backoff; doubles each retry (2 -> 4 -> 8 s). [default: 2]",
+            parser=_number("retry_delay"),
+            help="First backoff; doubles each retry (2 -> 4 -> 8 s)." + _default("2"),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -185,8 +347,9 @@ def command(
         typer.Option(
             "--stall-timeout",
             metavar="SECONDS",
-            help="No progress for this long (network or ffmpeg) = stalled: abort and retry. "
-            "[default: 30]",
+            parser=_number("stall_timeout"),
+            help="No progress for this long (network or ffmpeg) = stalled: abort and retry."
+            + _default("30"),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -196,15 +359,20 @@ def command(
         typer.Option(
             "--speed-limit",
             metavar="RATE",
-            help="Cap on the total download rate in bytes/s, e.g. 500K, 2M, 1.5MiB.",
+            parser=_speed_limit,
+            help="Cap on the total download rate in bytes/s over all connections, e.g. 500K, "
+            "2M, 1.5MiB; none lifts a configured cap." + _default("none"),
             rich_help_panel=RETRY,
+            show_default=False,
         ),
     ] = None,
     base_url: Annotated[
         str | None,
         typer.Option(
             "--base-url",
-            help="Site root. [env: TOKYSNATCHER_BASE_URL] [default: https://tokybook.com]",
+            metavar="URL",
+            parser=_base_url,
+            help="Site root. \\[env: TOKYSNATCHER_BASE_URL]" + _default("https://tokybook.com"),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -214,8 +382,9 @@ def command(
         typer.Option(
             "--ffmpeg",
             metavar="PATH",
-            help="ffmpeg binary [env: TOKYSNATCHER_FFMPEG]; else ffmpeg on PATH; else the "
-            "bundled one.",
+            parser=_text("path"),
+            help="ffmpeg binary. \\[env: TOKYSNATCHER_FFMPEG]"
+            + _default("ffmpeg on PATH, else the bundled one"),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -223,7 +392,13 @@ def command(
     search: Annotated[
         str | None,
         typer.Option(
-            "-s", "--search", metavar="QUERY", help="Search the site.", rich_help_panel=LIBRARY
+            "-s",
+            "--search",
+            metavar="QUERY",
+            parser=_text("query"),
+            help="Search the site: pick a result in a terminal, a numbered list otherwise.",
+            rich_help_panel=LIBRARY,
+            show_default=False,
         ),
     ] = None,
     verify_folder: Annotated[
@@ -231,43 +406,63 @@ def command(
         typer.Option(
             "--verify-folder",
             metavar="DIR",
-            help="Verify a book folder against its manifest.",
+            parser=_folder,
+            help="Verify a book folder against its manifest (sizes and SHA-256).",
             rich_help_panel=LIBRARY,
+            show_default=False,
         ),
     ] = None,
     deep: Annotated[
         bool,
         typer.Option(
-            "--deep", help="With --verify-folder: also decode every file.", rich_help_panel=LIBRARY
+            "--deep",
+            metavar="",
+            help="With --verify-folder: also decode every file." + _default("off"),
+            rich_help_panel=LIBRARY,
+            show_default=False,
         ),
     ] = False,
     list_downloads: Annotated[
         bool,
         typer.Option(
             "--list-downloads",
+            metavar="",
             help="Table of every book under the library root with its state.",
             rich_help_panel=LIBRARY,
+            show_default=False,
         ),
     ] = False,
     demo: Annotated[
         bool,
         typer.Option(
             "--demo",
+            metavar="",
             help="Start the bundled stand-in site on 127.0.0.1 and download a sample book from "
             "it (into a temporary folder, or -d).",
             rich_help_panel=LIBRARY,
+            show_default=False,
         ),
     ] = False,
     report: Annotated[
         Path | None,
         typer.Option(
-            "--report", metavar="FILE", help="Write the run report as JSON.", rich_help_panel=OUTPUT
+            "--report",
+            metavar="FILE",
+            parser=_report,
+            help="Write the run report as JSON (summary and per chapter)." + _default("none"),
+            rich_help_panel=OUTPUT,
+            show_default=False,
         ),
     ] = None,
     quiet: Annotated[
         bool,
         typer.Option(
-            "-q", "--quiet", help="Errors and one summary line only.", rich_help_panel=OUTPUT
+            "-q",
+            "--quiet",
+            metavar="",
+            help="Errors and one summary line only.",
+            rich_help_panel=OUTPUT,
+            show_default=False,
         ),
     ] = False,
     verbose: Annotated[
@@ -275,9 +470,12 @@ def command(
         typer.Option(
             "-v",
             "--verbose",
+            metavar="",
             count=True,
-            help="More detail: -v events, -vv debug with tracebacks.",
+            help="More detail: -v every event, -vv debug with tracebacks."
+            + _default("normal: live view or one line per chapter"),
             rich_help_panel=OUTPUT,
+            show_default=False,
         ),
     ] = 0,
     profile: Annotated[
@@ -285,8 +483,11 @@ def command(
         typer.Option(
             "--profile",
             metavar="NAME",
-            help="Use the named profile of the config file.",
+            parser=_text("profile name"),
+            help="Use the \\[profiles.NAME] table of the config file. "
+            "\\[env: TOKYSNATCHER_PROFILE]",
             rich_help_panel=OUTPUT,
+            show_default=False,
         ),
     ] = None,
     config: Annotated[
@@ -294,8 +495,9 @@ def command(
         typer.Option(
             "--config",
             metavar="FILE",
-            help="Config file to read. [env: TOKYSNATCHER_CONFIG] "
-            "[default: <user config dir>/tokysnatcher/config.toml]",
+            parser=_folder,
+            help="Config file to read. \\[env: TOKYSNATCHER_CONFIG]"
+            + _default("<user config dir>/tokysnatcher/config.toml"),
             rich_help_panel=OUTPUT,
             show_default=False,
         ),
@@ -304,10 +506,12 @@ def command(
         bool,
         typer.Option(
             "--version",
+            metavar="",
             callback=_version,
             is_eager=True,
             help="Show the version and exit.",
             rich_help_panel=OUTPUT,
+            show_default=False,
         ),
     ] = False,
 ) -> None:
@@ -316,15 +520,16 @@ def command(
     Every chapter is retried with backoff, stalled transfers and conversions are restarted,
     and a manifest with SHA-256 hashes lets any download be resumed or verified.
     """
+    if quiet and verbose:
+        raise UsageError("-q and -v cannot be used together", hint="Pick one.")
     verbosity = (
         Verbosity.QUIET
         if quiet
         else (Verbosity.DEBUG if verbose >= 2 else Verbosity.VERBOSE if verbose else None)
     )
-    output = Output.for_terminal(verbosity or Verbosity.NORMAL)
-    ctx.obj = output
+    ctx.obj = Output.for_terminal(verbosity or Verbosity.NORMAL)
     cli_values: dict[str, object] = {
-        "directory": directory.expanduser() if directory else None,
+        "directory": directory,
         "output_format": output_format,
         "jobs": jobs,
         "connections": connections,
@@ -350,6 +555,7 @@ def command(
     )
     output = Output.for_terminal(settings.verbosity)
     ctx.obj = output
+    _route_logging(output)
     from tokysnatcher import actions  # imported late: keeps --help and --version fast
 
     exclusive = [
@@ -364,13 +570,13 @@ def command(
         if on
     ]
     if len(exclusive) > 1:
-        raise UsageError(f"{' and '.join(exclusive)} cannot be used together")
+        raise UsageError(f"{' and '.join(exclusive)} cannot be used together", hint="Pick one.")
     if deep and verify_folder is None:
         raise UsageError("--deep goes with --verify-folder")
     if demo:
         code = actions.demo(settings, output, directory_given=directory is not None)
     elif verify_folder is not None:
-        code = actions.verify(verify_folder.expanduser(), settings, output, deep=deep)
+        code = actions.verify(verify_folder, settings, output, deep=deep)
     elif list_downloads:
         code = actions.list_library(settings, output)
     elif search is not None:
@@ -380,6 +586,49 @@ def command(
     else:
         code = actions.interactive(settings, output)
     raise typer.Exit(int(code))
+
+
+class _OutputHandler(logging.Handler):
+    """Routes ``logging`` records (ours, urllib3's, warnings) through the Output, so they print
+    above a live view instead of through it."""
+
+    def __init__(self, output: Output) -> None:
+        super().__init__()
+        self.output = output
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = {logging.DEBUG: "debug", logging.INFO: "info"}.get(record.levelno, "warning")
+        if record.levelno >= logging.ERROR:
+            level = "error"
+        try:
+            self.output.log(f"{record.name}: {record.getMessage()}", level)
+        except Exception:  # a log line must never end the run
+            self.handleError(record)
+
+
+def _route_logging(output: Output) -> None:
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    root.handlers[:] = [_OutputHandler(output)]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("tokysnatcher").setLevel(logging.DEBUG if output.debug else logging.INFO)
+
+
+def usage_message(err: TyperException) -> tuple[str, str]:
+    """(message, hint) of a command-line parsing error, naming the option and its form."""
+    option: str | None = None
+    if isinstance(err, BadParameter) and err.param is not None:
+        names = list(getattr(err.param, "opts", []))
+        option = max(names, key=len) if names else None
+    elif isinstance(err, BadOptionUsage):
+        option = _SHORT.get(err.option_name, err.option_name)
+    if isinstance(err, BadParameter) and option is not None:
+        message = f"{option}: {err.message}"
+    else:
+        message = err.format_message().splitlines()[0]
+    form = FORMS.get(option or "")
+    hint = f"Expected {form}." if form else "Run 'tokysnatcher --help' for the accepted forms."
+    return message, hint
 
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:
@@ -402,18 +651,27 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as done:
         code = done.exit_code
     except TyperException as err:  # typer's click: bad option values, unknown options
-        format_message = getattr(err, "format_message", None)
-        message = format_message() if callable(format_message) else str(err)
-        Output.error_line(message.splitlines()[0], "Run 'tokysnatcher --help'.")
-        code = getattr(err, "exit_code", ExitCode.USAGE)
+        Output.error_line(*usage_message(err))
+        code = ExitCode.USAGE
     except TokysnatcherError as err:
         if output is not None and output.debug:
             output.traceback()
         Output.error_line(err.message, err.hint)
         code = err.exit_code
-    except (KeyboardInterrupt, typer.Abort):
-        Output.error_line("interrupted", "")
+    except (KeyboardInterrupt, typer.Abort, EOFError) as err:
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")  # leave the prompt line (and the echoed ^C) alone
+        what = "no answer (input ended)" if isinstance(err, EOFError) else "interrupted"
+        Output.error_line(what, "Nothing more was done; run the command again to continue.")
         code = ExitCode.INTERRUPTED
+    except Exception as err:  # a bug: still one clear line, the traceback only with -vv
+        if output is not None and output.debug:
+            output.traceback()
+        Output.error_line(
+            f"unexpected {type(err).__name__}: {err}",
+            "This is a bug; run again with -vv for the traceback and please report it.",
+        )
+        code = ExitCode.FAILED
     finally:
         from tokysnatcher.core.processes import terminate_all
 

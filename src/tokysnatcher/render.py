@@ -21,10 +21,15 @@ from tokysnatcher.core.status import Reporter
 from tokysnatcher.utils.units import format_bytes, format_duration
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
     from tokysnatcher.core.download import RunResult
     from tokysnatcher.core.run import BookPlan
     from tokysnatcher.core.status import RunStatus
     from tokysnatcher.sources.tokybook import SearchPage
+    from tokysnatcher.utils.library import BookSummary
+    from tokysnatcher.utils.verify import VerifyReport
 
 
 def _console(stderr: bool) -> Console:
@@ -163,3 +168,152 @@ class Output:
             )
         last = page.offset + len(page.results)
         self.out.print(f"results {page.offset + 1}-{last} of {page.total}")
+
+    # -- library: --verify-folder and --list-downloads ---------------------------------------
+    def verify_report(self, report: VerifyReport, resume_command: str | None) -> None:
+        """The ``--verify-folder`` result: a row per chapter, unknown files, a verdict line."""
+        if report.book is None:
+            self.out.print(
+                escape(
+                    f"nothing to verify in {report.book_dir}: no manifest and no "
+                    "'NN - Title' audio files"
+                ),
+                soft_wrap=True,
+            )
+            if report.books_below:
+                self.out.print(
+                    escape(
+                        f"it holds {report.books_below} book folder(s) further down: pass one "
+                        f"of them, or list them with --list-downloads -d {report.book_dir}"
+                    ),
+                    soft_wrap=True,
+                )
+            for name in report.unknown_files:
+                self.out.print(escape(f"  other audio file: {name}"), soft_wrap=True)
+            return
+        book = report.book
+        self.out.print(
+            escape(f"{book.title} by {book.author or 'Unknown Author'} ({book.format})"),
+            style="bold",
+            soft_wrap=True,
+        )
+        self.out.print(escape(f"folder: {report.book_dir}"), soft_wrap=True)
+        table = Table(show_edge=False, box=None, pad_edge=False)
+        for column in ("#", "file", "status", "detail"):
+            table.add_column(column, justify="right" if column == "#" else "left")
+        for row in report.rows:
+            ok = row.check == "ok"
+            detail = "" if ok else row.detail
+            if row.marked_pending:
+                detail += " - marked for download" if not row.is_book_file else " - will be remade"
+            style = None if ok else ("yellow" if row.check == "incomplete" else "red")
+            table.add_row(
+                "" if row.is_book_file else str(row.index),
+                escape(row.name),
+                _CHECK_LABELS.get(str(row.check), str(row.check)),
+                escape(detail),
+                style=style,
+            )
+        if report.rows:
+            self.out.print(table)
+        chapter_rows = sum(1 for row in report.rows if not row.is_book_file)
+        if 0 < chapter_rows < book.chapter_count:
+            self.out.print(
+                f"note: the manifest records {chapter_rows} of the book's "
+                f"{book.chapter_count} chapters"
+            )
+        if report.unknown_files:
+            self.out.print("audio files the manifest does not know (left alone):")
+            for name in report.unknown_files:
+                self.out.print(escape(f"  {name}"), soft_wrap=True)
+        counts: dict[str, int] = {}
+        for row in report.rows:
+            label = _CHECK_LABELS.get(str(row.check), str(row.check))
+            counts[label] = counts.get(label, 0) + 1
+        parts = [f"{counts.pop('ok', 0)} of {len(report.rows)} ok"]
+        parts += [f"{n} {label}" for label, n in counts.items()]
+        if not report.rows:
+            parts = ["the manifest lists no chapters"]
+        marked = sum(1 for row in report.rows if row.marked_pending)
+        if marked:
+            parts.append(f"{marked} marked to be fetched again")
+        if report.rebuilt is not None:
+            parts.append("the manifest was corrupt and has been rebuilt")
+        if report.rejected:
+            parts.append(f"{len(report.rejected)} unsafe manifest entries rejected")
+        verdict = "verified: " if report.clean else "problems found: "
+        self.out.print(
+            escape(verdict + ", ".join(parts)),
+            style="green" if report.clean else "red",
+            soft_wrap=True,
+        )
+        if not report.clean and resume_command:
+            self.out.print(escape(f"to fetch what is missing: {resume_command}"), soft_wrap=True)
+
+    def library_table(self, books: Sequence[BookSummary], root: Path) -> None:
+        """The ``--list-downloads`` table: one numbered row per book, then a count by state."""
+        if not books:
+            self.out.print(escape(f"no downloads found under {root}"), soft_wrap=True)
+            return
+        table = Table(show_edge=False, box=None, pad_edge=False)
+        for column in ("#", "title", "author", "format", "chapters", "size", "updated", "state"):
+            right = column in ("#", "chapters", "size")
+            table.add_column(column, justify="right" if right else "left")
+        for number, book in enumerate(books, start=1):
+            state = str(book.state)
+            table.add_row(
+                str(number),
+                escape(book.title),
+                escape(book.author or "Unknown Author"),
+                escape(book.format or "-"),
+                f"{book.complete}/{book.total}" if book.format else "-",
+                format_bytes(book.size) if book.size else "-",
+                _local_time(book.updated_at),
+                state,
+                style=_STATE_STYLES.get(state),
+            )
+        self.out.print(table)
+        for number, book in enumerate(books, start=1):
+            if book.problem:
+                self.out.print(
+                    escape(f"{number:>3}: {book.problem} ({book.folder})"),
+                    style="red",
+                    soft_wrap=True,
+                )
+        counts: dict[str, int] = {}
+        for book in books:
+            counts[str(book.state)] = counts.get(str(book.state), 0) + 1
+        summary = ", ".join(f"{n} {state}" for state, n in counts.items())
+        self.out.print(escape(f"{len(books)} book(s) under {root}: {summary}"), soft_wrap=True)
+
+
+# For the library methods above: check and state names as the tables show them.
+_CHECK_LABELS = {
+    "ok": "ok",
+    "missing": "missing",
+    "size_mismatch": "size mismatch",
+    "hash_mismatch": "hash mismatch",
+    "incomplete": "incomplete",
+    "decode_error": "decode error",
+}
+_STATE_STYLES = {
+    "complete": "green",
+    "incomplete": "yellow",
+    "in use": "cyan",
+    "failed": "red",
+    "corrupt": "red",
+    "unsupported": "red",
+}
+
+
+def _local_time(stamp: str | None) -> str:
+    """A manifest's UTC timestamp as local ``YYYY-MM-DD HH:MM`` (unparsable text shown as is)."""
+    from datetime import UTC, datetime
+
+    if not stamp:
+        return "-"
+    try:
+        moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return escape(stamp[:20])
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,116 @@ def test_bad_environment_value(tmp_path: Path) -> None:
 def test_values_are_validated(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--jobs"):
         load_settings({"jobs": 0}, config_file=write(tmp_path, ""), env={})
+
+
+def test_profile_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "jobs = 3\n[profiles.slow]\njobs = 1\n")
+    settings = load_settings({}, config_file=path, env={"TOKYSNATCHER_PROFILE": "slow"})
+    assert settings.jobs == 1
+    # --profile wins over the environment's choice.
+    path.write_text("jobs = 3\n[profiles.slow]\njobs = 1\n[profiles.fast]\njobs = 6\n", "utf-8")
+    settings = load_settings(
+        {}, profile="fast", config_file=path, env={"TOKYSNATCHER_PROFILE": "slow"}
+    )
+    assert settings.jobs == 6
+
+
+def test_none_on_the_command_line_lifts_a_configured_speed_limit(tmp_path: Path) -> None:
+    path = write(tmp_path, 'speed-limit = "2M"\n')
+    assert load_settings({}, config_file=path, env={}).speed_limit == 2 * 1024 * 1024
+    assert load_settings({"speed_limit": "none"}, config_file=path, env={}).speed_limit is None
+    assert load_settings({"speed_limit": "1.5MiB"}, config_file=path, env={}).speed_limit == (
+        1.5 * 1024 * 1024
+    )
+
+
+def test_config_file_location_follows_platformdirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platformdirs
+
+    from tokysnatcher.config.sources import default_config_path
+
+    expected = Path(platformdirs.user_config_dir("tokysnatcher")) / "config.toml"
+    assert default_config_path() == expected
+
+
+def test_config_path_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, 'format = "m4b"\nno-cover = true\nverbosity = "quiet"\n')
+    settings = load_settings({}, env={"TOKYSNATCHER_CONFIG": str(path)})
+    assert settings.output_format is OutputFormat.M4B
+    assert settings.no_cover is True
+    assert str(settings.verbosity) == "quiet"
+
+
+def test_missing_config_file_given_on_the_command_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, config_file=tmp_path / "nope.toml", env={})
+    assert "nope.toml: no such file" in caught.value.message
+    assert caught.value.hint == "Check the path, or drop --config."
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("jobs = 1.5\n", "bad value for 'jobs': expected a whole number, not 1.5"),
+        ("jobs = true\n", "bad value for 'jobs': expected a whole number"),
+        ("jobs = 99\n", "bad value for 'jobs': expected a whole number from 1 to 32, not 99"),
+        ('speed-limit = "512"\n', "bad value for 'speed-limit': expected at least 1K"),
+        ('retry-delay = "soon"\n', "bad value for 'retry-delay': expected a number of seconds"),
+        ('verbosity = "loud"\n', "expected one of quiet, normal, verbose, debug"),
+        ('speed-limit = "fast"\n', "bad value for 'speed-limit'"),
+        ("resume = 2\n", "bad value for 'resume': expected true or false"),
+        ("[profiles.x]\nchunks = 2\n", "[profiles.x]: unknown key 'chunks'"),
+        ("profiles = 3\n", "'profiles' must be a table"),
+    ],
+)
+def test_bad_values_name_file_key_and_form(tmp_path: Path, text: str, needle: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, profile="x" if "profiles.x" in text else None, config_file=path, env={})
+    assert needle in caught.value.message
+    assert str(path) in caught.value.message
+
+
+def test_keys_may_use_underscores(tmp_path: Path) -> None:
+    path = write(tmp_path, "max_retries = 5\nstall_timeout = 12.5\n")
+    settings = load_settings({}, config_file=path, env={})
+    assert (settings.max_retries, settings.stall_timeout) == (5, 12.5)
+
+
+@pytest.mark.parametrize(
+    ("field", "good", "bad"),
+    [
+        ("jobs", [1, 32], [0, 33, 2.5, float("nan")]),
+        ("connections", [1, 64], [0, 65]),
+        ("max_retries", [0, 100], [-1, 101]),
+        ("retry_delay", [0, 0.25, 3600], [-0.1, 3600.5, float("inf")]),
+        ("stall_timeout", [0.1, 3600], [0.05, 0]),
+    ],
+)
+def test_number_ranges_are_one_source_of_truth(
+    field: str, good: list[float], bad: list[float]
+) -> None:
+    from tokysnatcher.config.settings import NUMBERS, Settings
+
+    number = NUMBERS[field]
+    assert all(number.accepts(value) for value in good)
+    assert not any(number.accepts(value) for value in bad)
+    with pytest.raises(UsageError, match=re.escape(f"{number.option} must be {number.accepted}")):
+        Settings(**{field: bad[0]})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("TOKYSNATCHER_JOBS", "99", "expected a whole number from 1 to 32, not '99'"),
+        ("TOKYSNATCHER_STALL_TIMEOUT", "0", "expected seconds from 0.1 to 3600"),
+        ("TOKYSNATCHER_FORMAT", "wav", "expected one of mp3, m4a, m4b"),
+    ],
+)
+def test_bad_environment_values_name_the_variable(
+    tmp_path: Path, variable: str, value: str, needle: str
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        load_settings({}, config_file=write(tmp_path, ""), env={variable: value})
+    assert caught.value.message.startswith(f"environment variable {variable}={value!r}: ")
+    assert needle in caught.value.message

@@ -33,6 +33,37 @@ class Verbosity(StrEnum):
     DEBUG = "debug"
 
 
+@dataclass(frozen=True)
+class NumberRange:
+    """The accepted values of a numeric option (checked the same way for every source)."""
+
+    option: str
+    low: float
+    high: float
+    whole: bool
+
+    @property
+    def accepted(self) -> str:
+        what = "a whole number" if self.whole else "seconds"
+        return f"{what} from {self.low:g} to {self.high:g}"
+
+    def accepts(self, value: float) -> bool:
+        # NaN fails both comparisons, so it is refused too.
+        return self.low <= value <= self.high and (not self.whole or float(value).is_integer())
+
+
+#: Settings field -> its accepted range.
+NUMBERS: dict[str, NumberRange] = {
+    "jobs": NumberRange("--jobs", 1, 32, whole=True),
+    "connections": NumberRange("--connections", 1, 64, whole=True),
+    "max_retries": NumberRange("--max-retries", 0, 100, whole=True),
+    "retry_delay": NumberRange("--retry-delay", 0, 3600, whole=False),
+    "stall_timeout": NumberRange("--stall-timeout", 0.1, 3600, whole=False),
+}
+#: The lowest ``--speed-limit`` (bytes/s): less is most likely a forgotten suffix (500 for 500K).
+MIN_SPEED_LIMIT = 1024.0
+
+
 def default_library_root() -> Path:
     """``<user music dir>/Audiobooks`` (platformdirs)."""
     return Path(platformdirs.user_music_dir()) / "Audiobooks"
@@ -71,36 +102,14 @@ class Settings:
     kill_grace: float = 5.0
 
     def __post_init__(self) -> None:
-        checks: list[tuple[bool, str]] = [
-            (1 <= self.jobs <= 32, f"--jobs must be a whole number from 1 to 32, not {self.jobs}"),
-            (
-                1 <= self.connections <= 64,
-                f"--connections must be a whole number from 1 to 64, not {self.connections}",
-            ),
-            (
-                0 <= self.max_retries <= 100,
-                f"--max-retries must be a whole number from 0 to 100, not {self.max_retries}",
-            ),
-            (
-                0 <= self.retry_delay <= 3600,
-                f"--retry-delay must be seconds from 0 to 3600, not {self.retry_delay:g}",
-            ),
-            (
-                0.1 <= self.stall_timeout <= 3600,
-                f"--stall-timeout must be seconds from 0.1 to 3600, not {self.stall_timeout:g}",
-            ),
-            (
-                self.speed_limit is None or self.speed_limit >= 1024,
-                "--speed-limit must be at least 1K (1024 bytes/s)",
-            ),
-            (
-                not (self.resume and self.force_redownload),
-                "--resume and --force-redownload cannot be used together; pick one",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UsageError(message)
+        for name, number in NUMBERS.items():
+            value = getattr(self, name)
+            if not number.accepts(value):
+                raise UsageError(f"{number.option} must be {number.accepted}, not {value:g}")
+        if self.speed_limit is not None and not self.speed_limit >= MIN_SPEED_LIMIT:
+            raise UsageError("--speed-limit must be at least 1K (1024 bytes/s)")
+        if self.resume and self.force_redownload:
+            raise UsageError("--resume and --force-redownload cannot be used together; pick one")
 
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` applied (validated again)."""

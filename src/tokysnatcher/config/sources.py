@@ -1,7 +1,8 @@
 """Where setting values come from: command line > environment > profile > config file > default.
 
-The config file is TOML at ``<user config dir>/tokysnatcher/config.toml`` (or ``--config`` /
-``TOKYSNATCHER_CONFIG``)::
+The config file is TOML at ``<user config dir>/tokysnatcher/config.toml`` (platformdirs; or
+``--config FILE`` / ``TOKYSNATCHER_CONFIG``). Keys are the long option names; ``[profiles.NAME]``
+tables hold named sets of values chosen with ``--profile NAME`` (or ``TOKYSNATCHER_PROFILE``)::
 
     format = "m4b"
     directory = "~/Audiobooks"
@@ -10,6 +11,9 @@ The config file is TOML at ``<user config dir>/tokysnatcher/config.toml`` (or ``
     [profiles.slow-link]
     connections = 2
     speed-limit = "500K"
+
+Environment variables are ``TOKYSNATCHER_<KEY>`` (``TOKYSNATCHER_SPEED_LIMIT=2M``) for the keys in
+:data:`ENV_FIELDS`. A bad file, key or value is a :class:`ConfigError` naming the file and key.
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ from typing import Any
 
 import platformdirs
 
-from tokysnatcher.config.settings import OutputFormat, Settings, Verbosity
+from tokysnatcher.config.settings import (
+    MIN_SPEED_LIMIT,
+    NUMBERS,
+    OutputFormat,
+    Settings,
+    Verbosity,
+)
 from tokysnatcher.errors import ConfigError, UsageError
 from tokysnatcher.utils.units import parse_rate
 
@@ -36,18 +46,21 @@ def _path(value: Any) -> Path:
 
 
 def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected a whole number")
-    if isinstance(value, str):
-        value = value.strip()
-    number = int(value)
-    return number
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"expected a whole number, not {value!r}")
+    try:
+        return int(value.strip() if isinstance(value, str) else value)
+    except (ValueError, TypeError):
+        raise ValueError(f"expected a whole number, not {value!r}") from None
 
 
 def _float(value: Any) -> float:
     if isinstance(value, bool):
-        raise ValueError("expected a number of seconds")
-    return float(value)
+        raise ValueError(f"expected a number of seconds, not {value!r}")
+    try:
+        return float(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"expected a number of seconds, not {value!r}") from None
 
 
 def _bool(value: Any) -> bool:
@@ -61,7 +74,7 @@ def _bool(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
-def _rate(value: Any) -> float | None:
+def parse_speed_limit(value: Any) -> float | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "0")):
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -79,7 +92,14 @@ def _format(value: Any) -> OutputFormat:
     try:
         return OutputFormat(str(value).lower())
     except ValueError:
-        raise ValueError("expected one of mp3, m4a, m4b") from None
+        raise ValueError(f"expected one of mp3, m4a, m4b, not {value!r}") from None
+
+
+def _verbosity(value: Any) -> Verbosity:
+    try:
+        return Verbosity(str(value).lower())
+    except ValueError:
+        raise ValueError(f"expected one of quiet, normal, verbose, debug, not {value!r}") from None
 
 
 # Settings field -> (converter, config/env key)
@@ -93,12 +113,12 @@ FIELDS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "max_retries": (_int, "max-retries"),
     "retry_delay": (_float, "retry-delay"),
     "stall_timeout": (_float, "stall-timeout"),
-    "speed_limit": (_rate, "speed-limit"),
+    "speed_limit": (parse_speed_limit, "speed-limit"),
     "chapters": (_str, "chapters"),
     "resume": (_bool, "resume"),
     "no_cover": (_bool, "no-cover"),
     "keep_parts": (_bool, "keep-parts"),
-    "verbosity": (lambda v: Verbosity(str(v).lower()), "verbosity"),
+    "verbosity": (_verbosity, "verbosity"),
 }
 _BY_KEY = {key: name for name, (_, key) in FIELDS.items()}
 # Only these come from the environment (the rest would surprise in a shell profile).
@@ -120,6 +140,21 @@ def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir("tokysnatcher")) / "config.toml"
 
 
+def convert(name: str, raw: Any) -> Any:
+    """``raw`` (from a file or the environment) as the value of Settings field ``name``.
+
+    Ranges are checked here too, so that a bad value is reported with the file and key (or
+    the variable) it came from rather than as if it had been typed on the command line.
+    """
+    value = FIELDS[name][0](raw)
+    number = NUMBERS.get(name)
+    if number is not None and not number.accepts(value):
+        raise ValueError(f"expected {number.accepted}, not {raw!r}")
+    if name == "speed_limit" and value is not None and value < MIN_SPEED_LIMIT:
+        raise ValueError(f"expected at least 1K (1024 bytes/s), not {raw!r}")
+    return value
+
+
 def _convert_table(table: Mapping[str, Any], where: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for raw_key, raw_value in table.items():
@@ -129,7 +164,7 @@ def _convert_table(table: Mapping[str, Any], where: str) -> dict[str, Any]:
             known = ", ".join(sorted(_BY_KEY))
             raise ConfigError(f"{where}: unknown key {raw_key!r}", hint=f"Known keys: {known}.")
         try:
-            values[name] = FIELDS[name][0](raw_value)
+            values[name] = convert(name, raw_value)
         except (ValueError, TypeError, UsageError) as err:
             detail = err.message if isinstance(err, UsageError) else str(err)
             raise ConfigError(f"{where}: bad value for {raw_key!r}: {detail}") from err
@@ -172,11 +207,10 @@ def read_config(path: Path, profile: str | None) -> tuple[dict[str, Any], dict[s
 def read_env(env: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in ENV_FIELDS:
-        converter, key = FIELDS[name]
-        var = ENV_PREFIX + key.replace("-", "_").upper()
+        var = ENV_PREFIX + FIELDS[name][1].replace("-", "_").upper()
         if var in env and env[var] != "":
             try:
-                values[name] = converter(env[var])
+                values[name] = convert(name, env[var])
             except (ValueError, TypeError, UsageError) as err:
                 detail = err.message if isinstance(err, UsageError) else str(err)
                 raise UsageError(f"environment variable {var}={env[var]!r}: {detail}") from err
@@ -192,18 +226,21 @@ def load_settings(
 ) -> Settings:
     """Merge every source into validated :class:`Settings` (bad values raise exit-2 errors)."""
     env = os.environ if env is None else env
-    path = config_file or (
-        Path(env["TOKYSNATCHER_CONFIG"]) if env.get("TOKYSNATCHER_CONFIG") else None
-    )
-    file_values, profile_values = read_config(path or default_config_path(), profile)
     if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"--config {config_file}: no such file")
+        raise ConfigError(
+            f"--config {config_file}: no such file", hint="Check the path, or drop --config."
+        )
+    path = config_file or (
+        Path(env["TOKYSNATCHER_CONFIG"]).expanduser() if env.get("TOKYSNATCHER_CONFIG") else None
+    )
+    profile = profile or env.get("TOKYSNATCHER_PROFILE") or None
+    file_values, profile_values = read_config(path or default_config_path(), profile)
     merged: dict[str, Any] = {}
     merged.update(file_values)
     merged.update(profile_values)
     merged.update(read_env(env))
     cli_values = dict(cli)
     if "speed_limit" in cli_values:
-        cli_values["speed_limit"] = _rate(cli_values["speed_limit"])
+        cli_values["speed_limit"] = parse_speed_limit(cli_values["speed_limit"])
     merged.update(cli_values)
     return Settings(**merged)

@@ -186,6 +186,14 @@ def _parse_clock(value: str) -> float | None:
 # Reporters: the Rich live view, plain lines for pipes and logs, and the quiet one.
 # ---------------------------------------------------------------------------------------------
 
+#: At most this many redraws a second (SPEC §6: smooth, no flicker, <= 10/s).
+REFRESH_PER_SECOND = 8
+_ACTIVE = (
+    ChapterState.DOWNLOADING,
+    ChapterState.CONVERTING,
+    ChapterState.RETRYING,
+    ChapterState.PAUSED,
+)
 _STATE_STYLE = {
     ChapterState.WAITING: "dim",
     ChapterState.DOWNLOADING: "cyan",
@@ -196,151 +204,199 @@ _STATE_STYLE = {
     ChapterState.FAILED: "red",
     ChapterState.SKIPPED: "green",
 }
+_LOG_STYLE = {"warning": "yellow", "error": "red", "debug": "dim"}
 
 
-def _state_text(chapter: ChapterView, now: float) -> str:
-    if chapter.state is ChapterState.RETRYING:
-        wait = max(0.0, (chapter.retry_due or now) - now)
-        return f"retrying {chapter.attempt + 1}/{chapter.max_attempts} in {wait:.0f}s"
-    if chapter.state is ChapterState.DOWNLOADING and chapter.attempt > 1:
-        return f"downloading (try {chapter.attempt}/{chapter.max_attempts})"
-    return str(chapter.state)
+class _Row(NamedTuple):
+    chapter: ChapterView
+    state: str
+    fraction: float | None
+    detail: str  # percentage, bytes, speed and ETA
+    short: str  # percentage or bytes, for very narrow screens
 
 
 class LiveView:
-    """The Rich live view: a header for the book and one bar per active chapter."""
+    """The Rich live view: a header for the book and one bar per active chapter.
+
+    Finished chapters leave the table and only count in the header. Messages printed through
+    ``console`` while the view runs appear above it (Rich keeps the view at the bottom), and
+    stray writes to ``sys.stdout``/``sys.stderr`` are redirected the same way.
+    """
 
     def __init__(
         self,
         console: Console,
         *,
+        verbose: bool = False,
         clock: Callable[[], float] = time.monotonic,
         max_rows: int = 12,
     ) -> None:
         self.console = console
+        self.verbose = verbose
         self.clock = clock
         self.max_rows = max_rows
         self.status: RunStatus | None = None
         self._live: Live | None = None
         self._speed = SpeedMeter()
         self._chapter_speed: dict[int, SpeedMeter] = {}
+        self._widths = [len("downloading"), 0]  # state and detail columns
 
     def start(self, status: RunStatus) -> None:
         self.status = status
         self._live = Live(
             console=self.console,
             get_renderable=self.render,
-            refresh_per_second=8,
+            refresh_per_second=REFRESH_PER_SECOND,
             transient=False,
-            redirect_stdout=False,
-            redirect_stderr=False,
+            redirect_stdout=True,
+            redirect_stderr=True,
         )
         self._live.start()
 
     def event(self, chapter: ChapterView) -> None:
         if chapter.state is ChapterState.FAILED:
             self.console.print(
-                escape(f"chapter {chapter.index} failed: {chapter.message}"), style="red"
+                escape(f"chapter {chapter.index} failed [{chapter.kind}] {chapter.message}"),
+                style="red",
             )
+        elif self.verbose:
+            total = self.status.total_chapters if self.status else "?"
+            line = chapter.event_line(total, self.clock())
+            if line is not None:
+                self.console.print(escape(line), style=_STATE_STYLE[chapter.state])
 
     def log(self, message: str, *, level: str = "info") -> None:
-        style = {"warning": "yellow", "error": "red", "debug": "dim"}.get(level, "")
-        self.console.print(escape(message), style=style)
+        self.console.print(escape(message), style=_LOG_STYLE.get(level, ""))
 
     def stop(self) -> None:
         if self._live is not None:
-            self._live.stop()
+            self._live.stop()  # draws the final frame (final counts) and leaves it on screen
             self._live = None
 
+    def _rows(self) -> int:
+        # Header (3 lines) and footer (1) stay visible; the rest of the screen holds bars.
+        return max(1, min(self.max_rows, self.console.size.height - 5))
+
     def render(self) -> RenderableType:
+        """One frame; called by Rich's refresh thread (at most REFRESH_PER_SECOND a second)."""
         status = self.status
         if status is None:
             return Text("")
         now = self.clock()
         with status.lock:
-            speed = self._speed.sample(now, status.bytes_total)
-            counts = status.counts()
-            done = counts[ChapterState.DONE] + counts[ChapterState.SKIPPED]
-            left = status.bytes_expected()
-            eta = format_duration(left / speed) if left is not None and speed > 0 else "--:--"
-            limit = f" (limit {format_bytes(status.speed_limit)}/s)" if status.speed_limit else ""
-            header = Text.assemble(
-                (status.book_title, "bold"),
-                (f" by {status.author or 'Unknown Author'}", ""),
-                ("\n", ""),
-                (f"-> {status.destination}", "dim"),
-                ("\n", ""),
-                (
-                    f"chapters {done}/{status.total_chapters}  "
-                    f"connections {status.active_connections}/{status.connections}  "
-                    f"{format_bytes(speed)}/s{limit}  ETA {eta}",
-                    "",
-                ),
-            )
-            if counts[ChapterState.FAILED]:
-                header.append(f"  failed {counts[ChapterState.FAILED]}", style="red")
-            table = Table.grid(padding=(0, 1))
-            table.add_column(justify="right", width=4)
-            table.add_column(overflow="ellipsis", no_wrap=True, max_width=36)
-            table.add_column(no_wrap=True, width=26)
-            table.add_column(width=24)
-            table.add_column(justify="right", no_wrap=True)
-            active = [
-                c
-                for c in status.chapters.values()
-                if c.state
-                in (
-                    ChapterState.DOWNLOADING,
-                    ChapterState.CONVERTING,
-                    ChapterState.RETRYING,
-                    ChapterState.PAUSED,
-                )
-            ]
-            for chapter in active[: self.max_rows]:
-                meter = self._chapter_speed.setdefault(chapter.index, SpeedMeter())
-                chapter_speed = meter.sample(now, chapter.bytes_done)
-                fraction = chapter.fraction()
-                bar = ProgressBar(
-                    total=100.0,
-                    completed=100.0 * (fraction or 0.0),
-                    width=24,
-                    pulse=fraction is None and chapter.state is ChapterState.DOWNLOADING,
-                    animation_time=now,
-                )
-                detail = format_bytes(chapter.bytes_done)
-                if fraction is not None:
-                    detail = f"{100 * fraction:5.1f}% {detail}"
-                if chapter.state is ChapterState.DOWNLOADING and chapter_speed > 0:
-                    detail += f" {format_bytes(chapter_speed)}/s"
-                    if chapter.bytes_expected:
-                        rest = max(0, chapter.bytes_expected - chapter.bytes_done)
-                        detail += f" ETA {format_duration(rest / chapter_speed)}"
-                table.add_row(
-                    f"{chapter.index:>3}",
-                    escape(chapter.title),
-                    Text(_state_text(chapter, now), style=_STATE_STYLE[chapter.state]),
-                    bar,
-                    detail,
-                )
-            hidden = len(active) - self.max_rows
-            waiting = counts[ChapterState.WAITING]
+            header = self._header(status, now)
+            active = [c for c in status.chapters.values() if c.state in _ACTIVE]
+            rows = self._rows()
+            table = self._table([self._row(chapter, now) for chapter in active[:rows]], now)
             footer = []
-            if hidden > 0:
-                footer.append(f"{hidden} more active")
+            if len(active) > rows:
+                footer.append(f"{len(active) - rows} more active")
+            waiting = sum(1 for c in status.chapters.values() if c.state is ChapterState.WAITING)
             if waiting:
                 footer.append(f"{waiting} waiting")
-            parts: list[RenderableType] = [header, table]
-            if footer:
-                parts.append(Text(", ".join(footer), style="dim"))
-            return Group(*parts)
+        parts: list[RenderableType] = [header, table]
+        if footer:
+            parts.append(Text(", ".join(footer), style="dim"))
+        return Group(*parts)
+
+    def _header(self, status: RunStatus, now: float) -> Text:
+        speed = self._speed.sample(now, status.bytes_total)
+        counts = status.counts()
+        done = counts[ChapterState.DONE] + counts[ChapterState.SKIPPED]
+        left = status.bytes_expected()
+        if left == 0:
+            eta = "0:00"
+        else:
+            eta = format_duration(left / speed) if left is not None and speed > 0 else "--:--"
+        limit = f" (limit {format_bytes(status.speed_limit)}/s)" if status.speed_limit else ""
+        header = Text.assemble(
+            (status.book_title, "bold"),
+            f" by {status.author or 'Unknown Author'}\n",
+            (f"-> {status.destination}\n", "dim"),
+            f"chapters {done}/{status.total_chapters} done  "
+            f"connections {status.active_connections}/{status.connections}  "
+            f"{format_bytes(speed)}/s{limit}  ETA {eta}",
+        )
+        if counts[ChapterState.FAILED]:
+            header.append(f"  failed {counts[ChapterState.FAILED]}", style="red")
+        if status.retries:
+            header.append(f"  retries {status.retries}", style="yellow")
+        return header
+
+    def _row(self, chapter: ChapterView, now: float) -> _Row:
+        meter = self._chapter_speed.setdefault(chapter.index, SpeedMeter())
+        speed = meter.sample(now, chapter.bytes_done)
+        fraction = chapter.fraction()
+        detail = format_bytes(chapter.bytes_done)
+        if fraction is not None:
+            detail = f"{100 * fraction:5.1f}% {detail}"
+        short = f"{100 * fraction:5.1f}%" if fraction is not None else detail
+        if chapter.state is ChapterState.DOWNLOADING and speed > 0:
+            detail += f"  {format_bytes(speed)}/s"
+            if chapter.bytes_expected:
+                rest = max(0, chapter.bytes_expected - chapter.bytes_done)
+                detail += f"  ETA {format_duration(rest / speed)}"
+        return _Row(chapter, chapter.state_text(now), fraction, detail, short)
+
+    def _table(self, rows: list[_Row], now: float) -> Table:
+        """The chapter rows, laid out so that only the title gives way on a narrow screen."""
+        # Columns only ever grow during a run, so that nothing jitters from frame to frame.
+        self._widths[0] = max([self._widths[0], *(len(row.state) for row in rows)])
+        self._widths[1] = max([self._widths[1], *(len(row.detail) for row in rows)])
+        state_width, detail_width = self._widths
+        title_width = min(32, max((len(row.chapter.title) for row in rows), default=0))
+        index_width = max((len(str(row.chapter.index)) for row in rows), default=1) + 2
+        details = [row.detail for row in rows]
+        room = self.console.width - index_width - state_width - 4
+        if room - detail_width < 8:
+            details = [row.short for row in rows]
+            detail_width = max(map(len, details), default=0)
+        room -= detail_width
+        # The bar shrinks, then goes, before the title gets shorter than 12 characters.
+        bar_width = next((w for w in (20, 10) if room - w - 1 >= min(title_width, 12)), 0)
+        title_width = max(4, min(title_width, room - bar_width - (1 if bar_width else 0)))
+        table = Table.grid(padding=(0, 1))
+        table.add_column(justify="right", width=index_width, no_wrap=True)
+        table.add_column(width=title_width, no_wrap=True, overflow="ellipsis")
+        table.add_column(width=state_width, no_wrap=True)
+        if bar_width:
+            table.add_column(width=bar_width, no_wrap=True)
+        table.add_column(justify="right", width=detail_width, no_wrap=True)
+        for row, detail in zip(rows, details, strict=True):
+            chapter = row.chapter
+            cells: list[RenderableType] = [
+                str(chapter.index),
+                Text(chapter.title, overflow="ellipsis", no_wrap=True),
+                Text(row.state, style=_STATE_STYLE[chapter.state]),
+            ]
+            if bar_width:
+                cells.append(
+                    ProgressBar(
+                        total=100.0,
+                        completed=100.0 * (row.fraction or 0.0),
+                        width=bar_width,
+                        pulse=row.fraction is None and chapter.state is ChapterState.DOWNLOADING,
+                        animation_time=now,
+                    )
+                )
+            cells.append(detail)
+            table.add_row(*cells)
+        return table
 
 
 class PlainLines:
-    """One line per chapter event, no cursor tricks (pipes, CI, logs)."""
+    """One line per chapter event, no cursor tricks and no escape codes (pipes, CI, logs)."""
 
-    def __init__(self, console: Console, *, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        console: Console,
+        *,
+        verbose: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.console = console
         self.verbose = verbose
+        self.clock = clock
         self.status: RunStatus | None = None
 
     def start(self, status: RunStatus) -> None:
@@ -355,30 +411,15 @@ class PlainLines:
 
     def event(self, chapter: ChapterView) -> None:
         total = self.status.total_chapters if self.status else "?"
-        where = f"chapter {chapter.index}/{total} {chapter.title!r}"
-        state = chapter.state
-        if state is ChapterState.RETRYING:
-            wait = max(0.0, (chapter.retry_due or time.monotonic()) - time.monotonic())
-            text = (
-                f"{where}: retrying {chapter.attempt + 1}/{chapter.max_attempts} in "
-                f"{wait:.0f}s after [{chapter.kind}] {chapter.message}"
-            )
-        elif state is ChapterState.FAILED:
-            text = f"{where}: failed [{chapter.kind}] {chapter.message}"
-        elif state is ChapterState.DONE:
-            text = f"{where}: done ({format_bytes(chapter.size)}) -> {chapter.filename}"
-        elif state is ChapterState.SKIPPED:
-            text = f"{where}: skipped (already complete)"
-        elif self.verbose or state is ChapterState.DOWNLOADING:
-            text = f"{where}: {state}"
-        else:
-            return
-        self.console.print(
-            escape(text), soft_wrap=True, style="red" if state is ChapterState.FAILED else ""
-        )
+        line = chapter.event_line(total, self.clock())
+        if line is None and self.verbose:
+            line = f"chapter {chapter.index}/{total} {chapter.title!r}: {chapter.state}"
+        if line is not None:
+            style = "red" if chapter.state is ChapterState.FAILED else ""
+            self.console.print(escape(line), soft_wrap=True, style=style)
 
     def log(self, message: str, *, level: str = "info") -> None:
-        self.console.print(escape(message), soft_wrap=True)
+        self.console.print(escape(message), soft_wrap=True, style=_LOG_STYLE.get(level, ""))
 
     def stop(self) -> None:
         pass
@@ -413,6 +454,7 @@ def make_reporter(console: Console, verbosity: str) -> Reporter:
     """The live view in a terminal, plain lines otherwise, nothing but errors when quiet."""
     if verbosity == "quiet":
         return QuietReporter(console)
+    verbose = verbosity in ("verbose", "debug")
     if console.is_terminal and not console.is_dumb_terminal:
-        return LiveView(console)
-    return PlainLines(console, verbose=verbosity in ("verbose", "debug"))
+        return LiveView(console, verbose=verbose)
+    return PlainLines(console, verbose=verbose)

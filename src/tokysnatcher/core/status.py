@@ -7,6 +7,7 @@ prints one line per event, the quiet one prints nothing. Nothing here imports Ri
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tokysnatcher.errors import FailureKind
+from tokysnatcher.utils.units import format_bytes
 
 
 class ChapterState(StrEnum):
@@ -57,6 +59,39 @@ class ChapterView:
         if not self.bytes_expected:
             return None
         return min(1.0, self.bytes_done / self.bytes_expected)
+
+    def retry_text(self, now: float) -> str:
+        """``retrying n/N in Ss``: retry n of the N allowed, due in about S seconds."""
+        wait = max(0.0, (self.retry_due or now) - now)
+        return f"retrying {self.attempt}/{self.max_attempts - 1} in {math.ceil(wait)}s"
+
+    def state_text(self, now: float) -> str:
+        """What the display says of the state: ``downloading``, ``retrying 1/3 in 4s`` ..."""
+        state = self.state
+        if state is ChapterState.RETRYING:
+            return self.retry_text(now)
+        if state is ChapterState.DOWNLOADING and self.attempt > 1:
+            return f"downloading (retry {self.attempt - 1}/{self.max_attempts - 1})"
+        if state is ChapterState.CONVERTING and self.message.startswith("converting "):
+            return self.message
+        return str(state)
+
+    def event_line(self, total: int | str, now: float) -> str | None:
+        """One plain line for this chapter's latest event; None when it is not worth one
+        at normal verbosity (a conversion starting, a chapter going back to waiting)."""
+        where = f"chapter {self.index}/{total} {self.title!r}"
+        state = self.state
+        if state is ChapterState.RETRYING:
+            return f"{where}: {self.retry_text(now)} after [{self.kind}] {self.message}"
+        if state is ChapterState.FAILED:
+            return f"{where}: failed [{self.kind}] {self.message}"
+        if state is ChapterState.DONE:
+            return f"{where}: done ({format_bytes(self.size)}) -> {self.filename}"
+        if state is ChapterState.SKIPPED:
+            return f"{where}: skipped (already complete)"
+        if state is ChapterState.DOWNLOADING:
+            return f"{where}: {self.state_text(now)}"
+        return None
 
 
 class SpeedMeter:
