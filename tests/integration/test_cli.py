@@ -254,8 +254,8 @@ def test_piped_run_is_plain_lines_for_chosen_chapters(site: StandinSite, tmp_pat
     events = result.stderr.splitlines()
     assert f"The Sample Book by Ada Quill: 2 chapters -> {folder}" in events
     for n, title in ((2, "The Long Road"), (3, "A Quiet Harbour")):
-        assert f"chapter {n}/2 '{title}': downloading" in events
-        assert sum(line.startswith(f"chapter {n}/2 '{title}': done (") for line in events) == 1
+        assert f"chapter {n}/4 '{title}': downloading" in events
+        assert sum(line.startswith(f"chapter {n}/4 '{title}': done (") for line in events) == 1
     assert result.stdout.splitlines()[0].startswith("The Sample Book - 2 complete, 0 failed")
 
 
@@ -271,7 +271,7 @@ def test_verbose_adds_events_and_debug_adds_tracebacks(site: StandinSite, tmp_pa
 
     verbose = run_cli(["the-sample-book", "--chapters", "1", "-v", *fast_options(site, tmp_path)])
     assert verbose.returncode == 0
-    assert "chapter 1/1 'Prologue': converting" in verbose.stderr.splitlines()
+    assert "chapter 1/4 'Prologue': converting" in verbose.stderr.splitlines()
 
 
 def test_search_when_piped_is_a_numbered_list(site: StandinSite) -> None:

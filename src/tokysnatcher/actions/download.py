@@ -103,9 +103,11 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
                 return ExitCode.OK
             if choice is ResumeMode.REDOWNLOAD:
                 plan = prepare(ref, settings, runtime.client, mode=choice)
-        output.info(
-            f"{plan.book.title} - {len(plan.to_fetch)} of {len(plan.chapters)} chapters to fetch"
-        )
+        if plan.complete_count:  # the view's header says the rest; this says what resume skips
+            output.info(
+                f"{plan.complete_count} of {len(plan.chapters)} chapters already complete "
+                f"(size and SHA-256 checked); fetching {len(plan.to_fetch)}"
+            )
         with claim_folder(plan):  # one tokysnatcher per book, from the first write to the last
             result, status = execute(
                 plan,

@@ -260,7 +260,7 @@ class LiveView:
                 style="red",
             )
         elif self.verbose:
-            total = self.status.total_chapters if self.status else "?"
+            total = _label_total(self.status)
             line = chapter.event_line(total, self.clock())
             if line is not None:
                 self.console.print(escape(line), style=_STATE_STYLE[chapter.state])
@@ -384,6 +384,13 @@ class LiveView:
         return table
 
 
+def _label_total(status: RunStatus | None) -> int | str:
+    """The N of "chapter n/N": the book's chapter count, even for a --chapters selection."""
+    if status is None:
+        return "?"
+    return status.book_chapters or status.total_chapters
+
+
 class PlainLines:
     """One line per chapter event, no cursor tricks and no escape codes (pipes, CI, logs)."""
 
@@ -410,7 +417,7 @@ class PlainLines:
         )
 
     def event(self, chapter: ChapterView) -> None:
-        total = self.status.total_chapters if self.status else "?"
+        total = _label_total(self.status)
         line = chapter.event_line(total, self.clock())
         if line is None and self.verbose:
             line = f"chapter {chapter.index}/{total} {chapter.title!r}: {chapter.state}"

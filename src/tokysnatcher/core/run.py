@@ -337,6 +337,7 @@ def _execute_locked(
         author=plan.book.author,
         destination=plan.folder,
         total_chapters=len(plan.chapters),
+        book_chapters=len(plan.playlist.tracks),
         connections=settings.connections,
         speed_limit=settings.speed_limit,
     )

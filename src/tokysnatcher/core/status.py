@@ -116,8 +116,9 @@ class RunStatus:
     book_title: str
     author: str
     destination: Path
-    total_chapters: int
+    total_chapters: int  # chapters in this run (a --chapters selection may be fewer)
     connections: int
+    book_chapters: int = 0  # chapters in the whole book: the N of "chapter n/N"
     speed_limit: float | None = None
     chapters: dict[int, ChapterView] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
