@@ -34,6 +34,8 @@ from tokysnatcher.render import Output
 from tokysnatcher.utils.atomic import atomic_write_json
 
 DEMO_SLUG = "the-sample-book"
+DEMO_LATENCY = 0.15  # seconds per request
+DEMO_BANDWIDTH = 20_000  # bytes per second per connection
 
 
 def resume_command(plan: BookPlan, settings: Settings) -> str:
@@ -233,7 +235,7 @@ def write_report(path: Path, plan: BookPlan, result: RunResult, status: RunStatu
 
 def demo(settings: Settings, output: Output, *, directory_given: bool) -> ExitCode:
     """Start the stand-in site on 127.0.0.1 and download its sample book."""
-    from tokysnatcher.standin import StandinSite
+    from tokysnatcher.standin import Faults, StandinSite
 
     folder = (
         settings.directory
@@ -243,7 +245,9 @@ def demo(settings: Settings, output: Output, *, directory_given: bool) -> ExitCo
     output.info(
         "starting the bundled stand-in site on 127.0.0.1 (generating audio on first use)..."
     )
-    with StandinSite() as site:
+    # A local server answers in microseconds; a distant one's latency and a modest per-connection
+    # rate make the demo last a few seconds, long enough to watch the live view work.
+    with StandinSite(faults=Faults(latency=DEMO_LATENCY, bandwidth=DEMO_BANDWIDTH)) as site:
         demo_settings = settings.replace(base_url=site.base_url, directory=folder)
         output.info(f"stand-in site at {site.base_url}; downloading {DEMO_SLUG!r} into {folder}")
         code = download(DEMO_SLUG, demo_settings, output)
