@@ -7,6 +7,7 @@ line on stderr, ``error: <option>: <what is wrong> - <the accepted form>``, and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -90,6 +91,12 @@ _SHORT = {"-d": "--directory", "-j": "--jobs", "-s": "--search"}
 def _default(text: str) -> str:
     # Escaped: Rich markup would otherwise swallow the brackets.
     return f" \\[default: {text}]"
+
+
+def _setting(name: str) -> str:
+    """The built-in default of a Settings field, as help shows it (Settings owns the value)."""
+    value = next(f.default for f in dataclasses.fields(Settings) if f.name == name)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # -- value parsers: each turns a bad value into one line that names the accepted form ---------
@@ -229,7 +236,7 @@ def command(
             metavar="mp3|m4a|m4b",
             parser=_format,
             help="mp3: a file per chapter; m4a: a file per chapter, AAC as served; "
-            "m4b: one audiobook file with chapter markers." + _default("mp3"),
+            "m4b: one audiobook file with chapter markers." + _default(_setting("output_format")),
             rich_help_panel=DOWNLOAD,
             show_default=False,
         ),
@@ -304,7 +311,7 @@ def command(
             "--jobs",
             metavar="N",
             parser=_number("jobs"),
-            help="Chapters in flight at once (1-32)." + _default("2"),
+            help="Chapters in flight at once (1-32)." + _default(_setting("jobs")),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -315,7 +322,8 @@ def command(
             "--connections",
             metavar="N",
             parser=_number("connections"),
-            help="HTTP connections in flight at once, over all chapters (1-64)." + _default("8"),
+            help="HTTP connections in flight at once, over all chapters (1-64)."
+            + _default(_setting("connections")),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -326,7 +334,8 @@ def command(
             "--max-retries",
             metavar="N",
             parser=_number("max_retries"),
-            help="Retries per chapter after its first try (0-100)." + _default("3"),
+            help="Retries per chapter after its first try (0-100)."
+            + _default(_setting("max_retries")),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -337,7 +346,8 @@ def command(
             "--retry-delay",
             metavar="SECONDS",
             parser=_number("retry_delay"),
-            help="First backoff; doubles each retry (2 -> 4 -> 8 s)." + _default("2"),
+            help="First backoff; doubles each retry (2 -> 4 -> 8 s)."
+            + _default(_setting("retry_delay")),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -349,7 +359,7 @@ def command(
             metavar="SECONDS",
             parser=_number("stall_timeout"),
             help="No progress for this long (network or ffmpeg) = stalled: abort and retry."
-            + _default("30"),
+            + _default(_setting("stall_timeout")),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -372,7 +382,7 @@ def command(
             "--base-url",
             metavar="URL",
             parser=_base_url,
-            help="Site root. \\[env: TOKYSNATCHER_BASE_URL]" + _default("https://tokybook.com"),
+            help="Site root. \\[env: TOKYSNATCHER_BASE_URL]" + _default(_setting("base_url")),
             rich_help_panel=RETRY,
             show_default=False,
         ),

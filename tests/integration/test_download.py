@@ -80,23 +80,20 @@ def test_tags_are_written(site: StandinSite, tmp_path: Path) -> None:
     assert tags["composer"] == "Reed Voice"
 
 
-def test_mp3_stream_copy_keeps_the_audio(site: StandinSite, tmp_path: Path) -> None:
-    result = run_cli(["mp3-stream-book", *fast_options(site, tmp_path)])
+@pytest.mark.parametrize(
+    "slug",
+    [
+        pytest.param("mp3-stream-book", id="mp3-in-ts-stream-copy"),
+        pytest.param("direct-file-book", id="direct-file-tracks"),
+    ],
+)
+def test_mp3_sources_are_stream_copied(site: StandinSite, tmp_path: Path, slug: str) -> None:
+    result = run_cli([slug, *fast_options(site, tmp_path)])
     assert result.returncode == 0, result.stderr
     files = chapter_files(book_folder(tmp_path), "mp3")
-    assert len(files) == len(site.catalog["mp3-stream-book"].tracks)
+    assert len(files) == len(site.catalog[slug].tracks)
     for index, path in enumerate(files):
-        source = site.source_media("mp3-stream-book", index)
-        assert_same_audio(path, source, edge_samples=MP3_EDGE_SAMPLES)
-
-
-def test_direct_file_tracks(site: StandinSite, tmp_path: Path) -> None:
-    result = run_cli(["direct-file-book", *fast_options(site, tmp_path)])
-    assert result.returncode == 0, result.stderr
-    files = chapter_files(book_folder(tmp_path), "mp3")
-    assert len(files) == len(site.catalog["direct-file-book"].tracks)
-    for index, path in enumerate(files):
-        source = site.source_media("direct-file-book", index)
+        source = site.source_media(slug, index)
         assert_same_audio(path, source, edge_samples=MP3_EDGE_SAMPLES)
 
 

@@ -315,98 +315,90 @@ def execute(
     Holds the book folder's lock (see :func:`claim_folder`) for the whole run.
     """
     with claim_folder(plan):
-        return _execute_locked(plan, settings, client, fetcher, ffmpeg, reporter, stop, log=log)
-
-
-def _execute_locked(
-    plan: BookPlan,
-    settings: Settings,
-    client: TokybookClient,
-    fetcher: Fetcher,
-    ffmpeg: FfmpegInfo,
-    reporter: Reporter,
-    stop: threading.Event,
-    *,
-    log: Callable[[str, str], None],
-) -> tuple[RunResult, RunStatus]:
-    manifest = ManifestManager.open(
-        plan.folder, book_info(plan, settings), tool_version=__version__
-    )
-    status = RunStatus(
-        book_title=plan.book.title,
-        author=plan.book.author,
-        destination=plan.folder,
-        total_chapters=len(plan.chapters),
-        book_chapters=len(plan.playlist.tracks),
-        connections=settings.connections,
-        speed_limit=settings.speed_limit,
-    )
-    jobs: list[ChapterJob] = []
-    with manifest.batch():  # one save for the whole setup, not one per chapter
-        manifest.set_format(str(settings.output_format))
-        if manifest.rejected:
-            manifest.save()  # the unsafe entries it was read with are gone from disk too
-        for planned in plan.chapters:
-            track = plan.playlist.tracks[planned.index - 1]
-            view = ChapterView(index=planned.index, title=planned.title, filename=planned.dest.name)
-            status.chapters[planned.index] = view
-            name = planned.dest.name
-            manifest.ensure_chapter(name, index=planned.index, title=planned.title)
-            if planned.action is Action.SKIP:
-                view.state = view.state.SKIPPED
-                view.size = planned.dest.stat().st_size if planned.dest.exists() else 0
-                continue
-            entry = manifest.chapter(name)
-            workdir = plan.folder / WORK_DIR / f"{planned.index:04d}"
-            if plan.mode is ResumeMode.REDOWNLOAD:
-                # "Fetch everything again": segments kept by an earlier run are not reused. A
-                # complete entry stays complete (its file is intact) until the chapter's new
-                # attempt starts, so a run killed before then loses nothing.
-                shutil.rmtree(workdir, ignore_errors=True)
-            elif entry is not None and entry.status is ChapterStatus.COMPLETE:
-                manifest.mark_pending(name)  # its file failed the check: it proves nothing
-            jobs.append(
-                ChapterJob(
-                    index=planned.index, track=track, dest=planned.dest, workdir=workdir, view=view
-                )
-            )
-    work = ChapterWork(
-        book=plan.book,
-        client=client,
-        fetcher=fetcher,
-        ffmpeg=ffmpeg,
-        settings=settings,
-        target=_TARGETS[settings.output_format],
-        total_tracks=len(plan.playlist.tracks),
-        stop=stop,
-        log=log,
-    )
-    reporter.start(status)
-    try:
-        result = download_all_chapters(
-            work, jobs, manifest=manifest, reporter=reporter, status=status
+        manifest = ManifestManager.open(
+            plan.folder, book_info(plan, settings), tool_version=__version__
         )
-    finally:
-        reporter.stop()
-    # Chapters proven complete never became jobs; the summary and --report count them too.
-    result.chapters = sorted(
-        [
-            *result.chapters,
-            *(
-                ChapterResult(
-                    index=planned.index,
-                    title=planned.title,
-                    filename=planned.dest.name,
-                    status="skipped",
-                    bytes=0,
+        status = RunStatus(
+            book_title=plan.book.title,
+            author=plan.book.author,
+            destination=plan.folder,
+            total_chapters=len(plan.chapters),
+            book_chapters=len(plan.playlist.tracks),
+            connections=settings.connections,
+            speed_limit=settings.speed_limit,
+        )
+        jobs: list[ChapterJob] = []
+        with manifest.batch():  # one save for the whole setup, not one per chapter
+            manifest.set_format(str(settings.output_format))
+            if manifest.rejected:
+                manifest.save()  # the unsafe entries it was read with are gone from disk too
+            for planned in plan.chapters:
+                track = plan.playlist.tracks[planned.index - 1]
+                view = ChapterView(
+                    index=planned.index, title=planned.title, filename=planned.dest.name
                 )
-                for planned in plan.chapters
-                if planned.action is Action.SKIP
-            ),
-        ],
-        key=lambda chapter: chapter.index,
-    )
-    return result, status
+                status.chapters[planned.index] = view
+                name = planned.dest.name
+                manifest.ensure_chapter(name, index=planned.index, title=planned.title)
+                if planned.action is Action.SKIP:
+                    view.state = view.state.SKIPPED
+                    view.size = planned.dest.stat().st_size if planned.dest.exists() else 0
+                    continue
+                entry = manifest.chapter(name)
+                workdir = plan.folder / WORK_DIR / f"{planned.index:04d}"
+                if plan.mode is ResumeMode.REDOWNLOAD:
+                    # "Fetch everything again": segments kept by an earlier run are not reused. A
+                    # complete entry stays complete (its file is intact) until the chapter's new
+                    # attempt starts, so a run killed before then loses nothing.
+                    shutil.rmtree(workdir, ignore_errors=True)
+                elif entry is not None and entry.status is ChapterStatus.COMPLETE:
+                    manifest.mark_pending(name)  # its file failed the check: it proves nothing
+                jobs.append(
+                    ChapterJob(
+                        index=planned.index,
+                        track=track,
+                        dest=planned.dest,
+                        workdir=workdir,
+                        view=view,
+                    )
+                )
+        work = ChapterWork(
+            book=plan.book,
+            client=client,
+            fetcher=fetcher,
+            ffmpeg=ffmpeg,
+            settings=settings,
+            target=_TARGETS[settings.output_format],
+            total_tracks=len(plan.playlist.tracks),
+            stop=stop,
+            log=log,
+        )
+        reporter.start(status)
+        try:
+            result = download_all_chapters(
+                work, jobs, manifest=manifest, reporter=reporter, status=status
+            )
+        finally:
+            reporter.stop()
+        # Chapters proven complete never became jobs; the summary and --report count them too.
+        result.chapters = sorted(
+            [
+                *result.chapters,
+                *(
+                    ChapterResult(
+                        index=planned.index,
+                        title=planned.title,
+                        filename=planned.dest.name,
+                        status="skipped",
+                        bytes=0,
+                    )
+                    for planned in plan.chapters
+                    if planned.action is Action.SKIP
+                ),
+            ],
+            key=lambda chapter: chapter.index,
+        )
+        return result, status
 
 
 @dataclass
