@@ -29,8 +29,6 @@ from typing import Any
 import imageio_ffmpeg
 
 from tokysnatcher import __version__
-from tokysnatcher.core import ffmpeg_probe
-from tokysnatcher.core.ffmpeg import resolve_ffmpeg
 from tokysnatcher.standin import Faults, StandinSite, make_book
 
 SLUG = "bench-resilience"
@@ -73,7 +71,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def decoded_md5(path: Path) -> str:
     """MD5 of the decoded samples: equal for the same audio in any container."""
-    return ffmpeg_probe.decoded_md5(resolve_ffmpeg(FFMPEG), path, timeout=120)
+    result = subprocess.run(
+        [FFMPEG, "-v", "error", "-i", str(path), "-map", "0:a", "-f", "md5", "-"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout.strip()
 
 
 def run_once(site: StandinSite, rate: float, seed: int, work: Path) -> Row:
