@@ -59,7 +59,9 @@ class ChapterJob:
     segments: tuple[Segment, ...] = ()
     remaining: int = 0
     duration: float | None = None
-    segment_bytes: dict[int, int] = field(default_factory=dict)
+    # Running sums of this attempt's segments on disk: O(1) per segment, nothing kept per segment.
+    done_count: int = 0
+    done_bytes: int = 0
 
     @property
     def key(self) -> str:

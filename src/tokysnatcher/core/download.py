@@ -26,11 +26,13 @@ How a run ends
 
 from __future__ import annotations
 
+import os
 import queue
 import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from tokysnatcher.core.chapter import ChapterJob, ChapterWork, segment_path
@@ -77,7 +79,11 @@ class _Scheduler:
         self.events: queue.Queue[Event] = queue.Queue()
         self.pool = FetchPool(work, self.events, self._byte_counter, self.settings.connections)
         self.queued_segments = 0
+        # Chapters by where their current attempt is; kept up to date so that each event costs
+        # O(1) however long the book is.
+        self.downloading: set[int] = set()
         self.converting: set[int] = set()
+        self.unfinished = {job.index for job in jobs if not job.view.state.finished}
         self.stopped_by: DownloadError | None = None
         self.manifest_failed = False
         policy = BackoffPolicy(
@@ -118,20 +124,26 @@ class _Scheduler:
             job.view.message = message
         self.reporter.event(job.view)
 
-    def _downloading(self) -> int:
-        return sum(1 for j in self.jobs.values() if j.live and j.index not in self.converting)
-
     def _admit(self) -> None:
+        # Several admissions at once make one manifest write; a disk that refuses it stops the
+        # run like any other manifest write.
+        self._record(self._admit_batch)
+
+    def _admit_batch(self) -> None:
         limit = max(self.settings.jobs, self.settings.connections)
-        while not self.stop.is_set():
-            active = self._downloading()
-            starved = self.queued_segments < self.settings.connections
-            if not (active < self.settings.jobs or (starved and active < limit)):
-                return
-            index = self.retry.pop_ready()
-            if index is None:
-                return
-            self._start_attempt(self.jobs[index])
+        # The next chapter is admitted while fewer than two segments per connection are queued,
+        # so its playlist arrives before any connection runs dry.
+        low_water = 2 * self.settings.connections
+        with self.manifest.batch():
+            while not self.stop.is_set():
+                active = len(self.downloading)
+                starved = self.queued_segments < low_water
+                if not (active < self.settings.jobs or (starved and active < limit)):
+                    return
+                index = self.retry.pop_ready()
+                if index is None:
+                    return
+                self._start_attempt(self.jobs[index])
 
     def _start_attempt(self, job: ChapterJob) -> None:
         job.generation += 1
@@ -143,8 +155,8 @@ class _Scheduler:
             job.view.bytes_done = 0
             if job.view.started_at is None:
                 job.view.started_at = self.clock()
-        self._record(lambda: self.manifest.mark_downloading(job.key))
-        self._set_state(job, ChapterState.DOWNLOADING)
+        self.downloading.add(job.index)
+        job.done_count = job.done_bytes = 0
         if job.track.is_direct:
             self.pool.put((_SEGMENT_PRIORITY, job.index, 0), Task("direct", job, job.generation))
             job.remaining = 1
@@ -152,54 +164,55 @@ class _Scheduler:
         else:
             priority = (_PLAYLIST_PRIORITY, job.index, 0)
             self.pool.put(priority, Task("playlist", job, job.generation))
+        # The request first: the manifest write (an fsync) need not delay it.
+        self._record(lambda: self.manifest.mark_downloading(job.key))
+        self._set_state(job, ChapterState.DOWNLOADING)
 
     def _on_playlist(self, job: ChapterJob, segments: tuple[Segment, ...]) -> None:
         job.segments = segments
-        done_bytes = 0
+        on_disk = _files_in(job.workdir)  # one directory read, not a stat per segment
         for segment in segments:
-            path = segment_path(job.workdir, segment)
-            if path.is_file():  # fetched by an earlier attempt or run: keep it
-                size = path.stat().st_size
-                job.segment_bytes[segment.index] = size
-                done_bytes += size
+            size = on_disk.get(segment_path(job.workdir, segment).name)
+            if size is not None:  # fetched by an earlier attempt or run: keep it
+                job.done_count += 1
+                job.done_bytes += size
                 continue
             job.remaining += 1
             self.queued_segments += 1
             task = Task("segment", job, job.generation, segment)
             self.pool.put((_SEGMENT_PRIORITY, job.index, segment.index), task)
         with self.status.lock:
-            job.view.bytes_done = done_bytes
+            job.view.bytes_done = job.done_bytes
             self._estimate(job)
         if job.remaining == 0:
             self._start_convert(job)
 
     def _estimate(self, job: ChapterJob) -> None:
         """Expected bytes of a chapter: exact once all its segments are in, else extrapolated."""
-        if not job.segments or not job.segment_bytes:
-            return
-        known = len(job.segment_bytes)
-        average = sum(job.segment_bytes.values()) / known
-        job.view.bytes_expected = int(average * len(job.segments))
-        if known == len(job.segments):
-            job.view.bytes_expected = sum(job.segment_bytes.values())
+        if job.segments and job.done_count:
+            job.view.bytes_expected = job.done_bytes * len(job.segments) // job.done_count
 
     def _on_segment(self, job: ChapterJob, index: int, size: int) -> None:
         job.remaining -= 1
         self.queued_segments -= 1
         with self.status.lock:
-            job.segment_bytes[index] = size
+            job.done_count += 1
+            job.done_bytes += size
             self._estimate(job)
         if job.remaining == 0:
             self._start_convert(job)
 
     def _start_convert(self, job: ChapterJob) -> None:
+        self.downloading.discard(job.index)
         self.converting.add(job.index)
         self._set_state(job, ChapterState.CONVERTING)
         self.converter.submit(self._convert, job, job.generation)
 
     def _on_converted(self, job: ChapterJob, size: int, digest: str) -> None:
         self.converting.discard(job.index)
+        self.unfinished.discard(job.index)
         job.live = False
+        job.segments = ()  # a finished chapter keeps nothing per segment: memory stays flat
         self.retry.record_success(job.index)
         self._record(lambda: self.manifest.mark_complete(job.key, size=size, sha256=digest))
         with self.status.lock:
@@ -210,6 +223,7 @@ class _Scheduler:
     def _end_attempt(self, job: ChapterJob) -> None:
         """Forget the attempt's queued work (workers drop stale tasks by generation)."""
         job.live = False
+        self.downloading.discard(job.index)
         self.converting.discard(job.index)
         self.queued_segments -= job.remaining
         job.remaining = 0
@@ -237,6 +251,8 @@ class _Scheduler:
             self._fail(job, error)
 
     def _fail(self, job: ChapterJob, error: DownloadError) -> None:
+        self.unfinished.discard(job.index)
+        job.segments = ()
         self._record(lambda: self.manifest.mark_failed(job.key, error.kind, error.message))
         with self.status.lock:
             job.view.finished_at = self.clock()
@@ -258,7 +274,7 @@ class _Scheduler:
             self._on_failed(job, payload)
 
     def _finished(self) -> bool:
-        return all(j.view.state.finished for j in self.jobs.values())
+        return not self.unfinished
 
     def run(self) -> bool:
         """Drive the run to its end; returns False when interrupted by the user."""
@@ -357,6 +373,15 @@ class _Scheduler:
         if self.stopped_by is None:
             self.stopped_by = error
         self.stop.set()
+
+
+def _files_in(folder: Path) -> dict[str, int]:
+    """Names and sizes of the files in ``folder`` (empty when it does not exist yet)."""
+    try:
+        with os.scandir(folder) as entries:
+            return {e.name: e.stat().st_size for e in entries if e.is_file(follow_symlinks=False)}
+    except FileNotFoundError:
+        return {}
 
 
 def download_all_chapters(

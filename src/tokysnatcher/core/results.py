@@ -70,6 +70,6 @@ def chapter_result(job: ChapterJob, attempts: int, *, now: float) -> ChapterResu
         kinds=[str(k) for k in view.kinds],
         kind=str(view.kind) if status == "failed" and view.kind else None,
         message=view.message if status == "failed" else "",
-        bytes=sum(job.segment_bytes.values()),
+        bytes=job.done_bytes,
         seconds=(ended - begun) if begun is not None else 0.0,
     )
