@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmarks: books, measured child processes, the cheap long-book media.
+"""Shared helpers of the benchmarks: books, measured child processes, reporting.
 
 Every measured program runs as a child process. tokysnatcher is started through a tiny
 launcher that behaves exactly like ``python -m tokysnatcher`` and, at exit, writes the CPU time
@@ -20,16 +20,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tokysnatcher import __version__
 from tokysnatcher.standin import BookSpec, StandinSite, make_book
-from tokysnatcher.standin import media as standin_media
 
 MB = 1_000_000
 _USAGE_ENV = "BENCH_USAGE_FILE"
@@ -61,11 +59,16 @@ runpy.run_module("tokysnatcher", run_name="__main__", alter_sys=True)
 
 @dataclass(frozen=True)
 class BookSize:
-    """A generated book: ``chapters`` chapters of ``chapter_seconds``, cut in segments."""
+    """A generated book: ``chapters`` chapters of ``chapter_seconds``, cut in segments.
+
+    ``loop_seconds``: each chapter repeats that much of its own audio (the stand-in's cheap
+    long media, see ``TrackSpec.loop_seconds``); None encodes every second.
+    """
 
     chapters: int
     chapter_seconds: float
     segment_seconds: float = 2.0
+    loop_seconds: float | None = None
 
     @property
     def audio_seconds(self) -> float:
@@ -80,12 +83,14 @@ class BookSize:
             chapters=self.chapters,
             chapter_seconds=self.chapter_seconds,
             segment_seconds=self.segment_seconds,
+            loop_seconds=self.loop_seconds,
         )
 
     def describe(self) -> str:
+        looped = f", each looping {self.loop_seconds:g} s" if self.loop_seconds else ""
         return (
             f"{self.chapters} chapters x {self.chapter_seconds:g} s "
-            f"({self.audio_seconds / 3600:.2f} h), {self.segment_seconds:g} s segments"
+            f"({self.audio_seconds / 3600:.2f} h), {self.segment_seconds:g} s segments{looped}"
         )
 
 
@@ -305,98 +310,6 @@ def settle() -> None:
 
 def output_files(root: Path, suffix: str) -> list[Path]:
     return sorted(p for p in root.rglob(f"*{suffix}") if ".tokysnatcher" not in p.parts)
-
-
-# -- the cheap generator for very long books ------------------------------------------------------
-def make_clip(ffmpeg: str, clip: Path, seconds: float = 60.0) -> Path:
-    """A short AAC-in-MPEG-TS clip made like the stand-in's audio (64 kb/s mono, 44.1 kHz)."""
-    if clip.is_file():
-        return clip
-    clip.parent.mkdir(parents=True, exist_ok=True)
-    partial = clip.with_name(clip.name + ".tmp")
-    audio = (
-        f"sine=frequency=330:sample_rate=44100:duration={seconds}[a];"
-        f"anoisesrc=color=pink:amplitude=0.05:seed=7:sample_rate=44100:duration={seconds}[b];"
-        "[a][b]amix=inputs=2:normalize=0,aformat=channel_layouts=mono[out]"
-    )
-    command = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-    command += ["-filter_complex", audio, "-map", "[out]", "-c:a", "aac", "-b:a", "64k"]
-    command += ["-ar", "44100", "-ac", "1", "-f", "mpegts", str(partial)]
-    subprocess.run(command, check=True, capture_output=True, timeout=300)
-    partial.replace(clip)
-    return clip
-
-
-def _make_template(ffmpeg: str, clip: Path, seconds: str, segment: str) -> Path:
-    """The HLS segments of ``seconds`` of ``clip`` looped (stream copy), made once."""
-    folder = clip.with_name(f"template-{seconds}s-{segment}s")
-    if (folder / "meta.json").is_file():
-        return folder
-    work = Path(tempfile.mkdtemp(prefix=".tmp-template-", dir=clip.parent))
-    try:
-        command = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-        command += ["-stream_loop", "-1", "-f", "mpegts", "-i", str(clip), "-t", seconds]
-        command += ["-map", "0:a", "-c", "copy", "-f", "hls", "-hls_time", segment]
-        command += ["-hls_playlist_type", "vod", "-hls_list_size", "0"]
-        command += ["-hls_segment_filename", str(work / "seg-%05d.ts"), str(work / "index.m3u8")]
-        subprocess.run(command, check=True, capture_output=True, timeout=600)
-        names: list[str] = []
-        durations: list[float] = []
-        for line in (work / "index.m3u8").read_text("utf-8").splitlines():
-            if line.startswith("#EXTINF:"):
-                durations.append(float(line[len("#EXTINF:") :].split(",", 1)[0]))
-            elif line and not line.startswith("#"):
-                names.append(line)
-        with (work / "full.ts").open("wb") as full:
-            for name in names:
-                full.write((work / name).read_bytes())
-        meta = {"source": "full.ts", "segments": names, "durations": durations}
-        (work / "meta.json").write_text(json.dumps(meta), "utf-8")
-        work.rename(folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return folder
-
-
-def _looped_generate(clip: Path) -> Callable[[Any, dict[str, object], Path], None]:
-    """A stand-in ``MediaCache._generate`` that loops ``clip`` (stream copy) instead of encoding.
-
-    The timestamps keep increasing across loops (ffmpeg offsets each loop), so the segments
-    form one valid stream per chapter, exactly like generated ones; only the sound repeats.
-    Every chapter of one length is the same set of files, hard-linked (copied if need be).
-    """
-    lock = threading.Lock()
-
-    def generate(cache: Any, params: dict[str, object], work: Path) -> None:
-        if params["container"] != "hls" or params["codec"] != "aac":
-            raise ValueError("the looped generator makes AAC HLS tracks only")
-        with lock:
-            template = _make_template(
-                cache.ffmpeg, clip, str(params["seconds"]), str(params["segment_seconds"])
-            )
-        for source in template.iterdir():
-            try:
-                os.link(source, work / source.name)
-            except OSError:
-                shutil.copyfile(source, work / source.name)
-
-    return generate
-
-
-@contextmanager
-def looped_media(clip: Path) -> Iterator[None]:
-    """Make the stand-in build HLS tracks by looping ``clip`` while the block runs.
-
-    Encoding 20 hours of audio takes the stand-in about ten minutes on two cores; looping a
-    clip with stream copy takes seconds. Use a cache folder of its own (the cache key does
-    not know about the trick). This patches a private method of the stand-in's media cache.
-    """
-    original = standin_media.MediaCache._generate
-    standin_media.MediaCache._generate = _looped_generate(clip)  # type: ignore[method-assign,assignment]
-    try:
-        yield
-    finally:
-        standin_media.MediaCache._generate = original  # type: ignore[method-assign]
 
 
 # -- reporting ----------------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 Downloads a 2-hour and a 20-hour book (``--format m4a``, defaults otherwise) from a fault-free
 stand-in site and prints the peak RSS of the Python process and of its ffmpeg children. Both
 books have chapters of the same length, so the 20-hour book has ten times the chapters and
-ten times the segments. Their audio is one generated clip looped by stream copy (encoding 20
-hours of audio would take the stand-in ten minutes); segment sizes and counts are real. Run
-from the repository root::
+ten times the segments. Each chapter loops 60 s of its own generated audio by stream copy (the
+stand-in's ``loop_seconds``: encoding 20 hours would take ten minutes); segment sizes and counts
+are real. Run from the repository root::
 
     python benchmarks/memory.py                     # ~3 minutes
     python benchmarks/memory.py --quick             # smoke run: 0.5 and 2 hours
@@ -25,10 +25,7 @@ from common import (
     BookSize,
     Usage,
     child_env,
-    ffmpeg_path,
-    looped_media,
     machine,
-    make_clip,
     output_files,
     run_tokysnatcher,
     save,
@@ -38,9 +35,10 @@ from common import (
     warm_up,
 )
 from tokysnatcher.standin import StandinSite
-from tokysnatcher.standin.media import default_cache_dir
 
 WARM_SLUG = "bench-memory-warm-up"
+# Each chapter encodes this much audio and repeats it (stream copy) to its full length.
+LOOP_SECONDS = 60.0
 RSS_LIMIT = 120 * MB
 # "Flat": the long book may cost at most this much more than the short one.
 FLAT_SLACK = 0.10
@@ -53,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--hours", type=float, nargs="+", help="book lengths in hours (default: 2 20)")
     add("--chapter-seconds", type=float, help="chapter length (default 900; quick 450)")
     add("--segment-seconds", type=float, default=2.0, help="HLS segment length (2)")
-    add("--cache-dir", type=Path, help="where the looped media is cached")
+    add("--cache-dir", type=Path, help="stand-in media cache (default: the stand-in's own)")
     add("--save", type=Path, help="also write the report (Markdown) to this file")
     add("--note", default="", help="a line to add to the report (which code was measured)")
     return parser.parse_args(argv)
@@ -68,22 +66,19 @@ def main(argv: list[str] | None = None) -> int:
             chapters=max(1, round(h * 3600 / chapter_seconds)),
             chapter_seconds=chapter_seconds,
             segment_seconds=args.segment_seconds,
+            loop_seconds=min(LOOP_SECONDS, chapter_seconds),
         )
         for h in hours
     }
     catalog = {slug: size.book(slug) for slug, size in sizes.items()}
     catalog[WARM_SLUG] = BookSize(1, 6.0).book(WARM_SLUG)
-    # Looped media must not share the cache with real generated media: same keys, other bytes.
-    cache = (args.cache_dir or default_cache_dir()) / "looped-bench"
-    clip = make_clip(ffmpeg_path(), cache / "clip-60s.ts")
     print("books: " + "; ".join(s.describe() for s in sizes.values()), flush=True)
-    print("generating or loading their (looped) audio ...", flush=True)
+    print("generating (about a minute the first time) or loading their audio ...", flush=True)
     results: list[tuple[str, BookSize, int, int, Usage]] = []
     with tempfile.TemporaryDirectory(prefix="tokysnatcher-bench-") as tmp:
         work = Path(tmp)
         env = child_env(work / "pycache")
-        with looped_media(clip):
-            site = StandinSite(catalog=catalog, cache_dir=cache).start()
+        site = StandinSite(catalog=catalog, cache_dir=args.cache_dir).start()
         try:
             warm_up(site, WARM_SLUG, env, work / "warm")
             settle()
@@ -144,7 +139,8 @@ def report(results: list[tuple[str, BookSize, int, int, Usage]], where: str, not
         "",
         f"Chapters of {size.chapter_seconds:g} s in {size.segment_seconds:g} s segments "
         "(AAC 64 kb/s); tokysnatcher with its defaults and --format m4a; a fault-free stand-in "
-        "site on 127.0.0.1. The audio is a 60 s clip looped by stream copy.",
+        f"site on 127.0.0.1. Each chapter loops {size.loop_seconds:g} s of its own audio by "
+        "stream copy.",
         f"Machine: {where}.",
         *([note] if note else []),
         "",

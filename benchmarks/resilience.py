@@ -10,26 +10,32 @@ the site's source audio (decoded samples, bit for bit). Run from the repository 
     python benchmarks/resilience.py              # about a minute
     python benchmarks/resilience.py --quick      # smoke run: 3 short chapters
     python benchmarks/resilience.py --rates 0.5 0.6 --seed 7
+    python benchmarks/resilience.py --save benchmarks/results/resilience.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import imageio_ffmpeg
-
-from tokysnatcher import __version__
-from tokysnatcher.standin import Faults, StandinSite, make_book
+from common import (
+    BookSize,
+    child_env,
+    ffmpeg_path,
+    machine,
+    run_tokysnatcher,
+    save,
+    segment_totals,
+    table,
+    warm_up,
+)
+from tokysnatcher.standin import Faults, StandinSite
 
 SLUG = "bench-resilience"
 RATES = (0.0, 0.10, 0.25, 0.40)
@@ -37,7 +43,7 @@ RATES = (0.0, 0.10, 0.25, 0.40)
 # stays around ten seconds; the retry budget is the default (--max-retries 3).
 OPTIONS = ("--format", "m4a", "--stall-timeout", "2", "--retry-delay", "0.5", "-q")
 RUN_TIMEOUT = 300.0
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+FFMPEG = ffmpeg_path()
 
 
 @dataclass
@@ -66,6 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rates", type=float, nargs="+", default=list(RATES), help="failure rates, 0..1"
     )
+    parser.add_argument("--save", type=Path, help="also write the report (Markdown) to this file")
+    parser.add_argument("--note", default="", help="a line to add to the report")
     return parser.parse_args(argv)
 
 
@@ -81,28 +89,18 @@ def decoded_md5(path: Path) -> str:
     return result.stdout.strip()
 
 
-def run_once(site: StandinSite, rate: float, seed: int, work: Path) -> Row:
+def run_once(site: StandinSite, rate: float, seed: int, work: Path, env: dict[str, str]) -> Row:
     """Download the book once at ``rate`` and measure it."""
     site.set_faults(Faults(error_rate=rate, seed=seed, stall_seconds=4.0, retry_after=1.0))
     site.stats.reset()
     root = work / f"rate-{rate:.2f}"
     report = work / f"report-{rate:.2f}.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKYSNATCHER_")}
-    env["TOKYSNATCHER_CONFIG"] = os.devnull + ".absent.toml"  # the user's config stays out
-    command = [sys.executable, "-m", "tokysnatcher", SLUG, "--base-url", site.base_url, *OPTIONS]
-    started = time.monotonic()
-    done = subprocess.run(
-        [*command, "-d", str(root), "--report", str(report)],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        check=False,
+    command = [SLUG, "--base-url", site.base_url, *OPTIONS]
+    done = run_tokysnatcher(
+        [*command, "-d", str(root), "--report", str(report)], env=env, timeout=RUN_TIMEOUT
     )
-    seconds = time.monotonic() - started
     if not report.exists():
-        raise SystemExit(f"the run at {rate:.0%} wrote no report:\n{done.stdout}{done.stderr}")
+        raise SystemExit(f"the run at {rate:.0%} wrote no report:\n{done.log[-3000:]}")
     data: dict[str, Any] = json.loads(report.read_text("utf-8"))
     folder = Path(data["book"]["folder"])
     exact = True
@@ -118,25 +116,49 @@ def run_once(site: StandinSite, rate: float, seed: int, work: Path) -> Row:
         complete=int(data["summary"]["complete"]),
         chapters=len(data["chapters"]),
         retries=int(data["summary"]["retries"]),
-        seconds=seconds,
+        seconds=done.wall,
         exact=exact,
         exit_code=done.returncode,
     )
 
 
-def table(rows: list[Row]) -> str:
-    """The results as a Markdown table."""
-    lines = [
-        "| failure rate | faults injected | audio requests | chapters complete | success rate "
-        "| chapter retries | audio exact | wall time |",
-        "|---:|---:|---:|---:|---:|---:|:---:|---:|",
+HEADERS = [
+    "failure rate",
+    "faults injected",
+    "audio requests",
+    "chapters complete",
+    "success rate",
+    "chapter retries",
+    "audio exact",
+    "wall s",
+]
+
+
+def report(rows: list[Row], size: BookSize, segments: int, args: argparse.Namespace) -> str:
+    """The Markdown report: setup, then one row per failure rate."""
+    body = [
+        [
+            f"{row.rate:.0%}",
+            row.faults,
+            row.requests,
+            f"{row.complete}/{row.chapters}",
+            f"{row.success:.0%}",
+            row.retries,
+            "yes" if row.exact else "NO",
+            f"{row.seconds:.1f}",
+        ]
+        for row in rows
     ]
-    for row in rows:
-        lines.append(
-            f"| {row.rate:.0%} | {row.faults} | {row.requests} | {row.complete}/{row.chapters} "
-            f"| {row.success:.0%} | {row.retries} | {'yes' if row.exact else 'NO'} "
-            f"| {row.seconds:.1f} s |"
-        )
+    lines = [
+        "# Resilience: success rate and time against injected failures",
+        "",
+        f"Book: {size.describe()}: {segments} segments. Fault seed {args.seed}; "
+        f"options: `{' '.join(OPTIONS)}`.",
+        f"Machine: {machine()}.",
+        *([args.note] if args.note else []),
+        "",
+        table(HEADERS, body),
+    ]
     return "\n".join(lines)
 
 
@@ -144,23 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if any(not 0.0 <= rate <= 1.0 for rate in args.rates):
         raise SystemExit("--rates must be between 0 and 1")
-    chapters, seconds = (3, 12.0) if args.quick else (6, 40.0)
-    book = make_book(SLUG, title="Resilience Bench", chapters=chapters, chapter_seconds=seconds)
+    size = BookSize(3, 12.0) if args.quick else BookSize(6, 40.0)
     with tempfile.TemporaryDirectory(prefix="tokysnatcher-bench-") as tmp:
         work = Path(tmp)
-        print(f"generating {chapters} chapters of {seconds:g} s of audio ...", file=sys.stderr)
-        with StandinSite(catalog={SLUG: book}, cache_dir=work / "cache") as site:
+        print(f"book: {size.describe()}; generating or loading its audio ...", file=sys.stderr)
+        with StandinSite(catalog={SLUG: size.book(SLUG)}) as site:
+            segments, _ = segment_totals(site, SLUG)
+            env = child_env(work / "pycache")
+            # Untimed: the first row must not pay for compiling the bytecode.
+            warm_up(site, SLUG, env, work / "warm")
             rows = []
             for rate in args.rates:
                 print(f"downloading at {rate:.0%} injected failures ...", file=sys.stderr)
-                rows.append(run_once(site, rate, args.seed, work))
-    segments = chapters * int(seconds // 2)
-    print(
-        f"tokysnatcher {__version__}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs; {chapters} chapters, {segments} segments; seed {args.seed}; "
-        f"options: {' '.join(OPTIONS)}"
-    )
-    print(table(rows))
+                rows.append(run_once(site, rate, args.seed, work, env))
+    save(args.save, report(rows, size, segments, args))
     return 0 if all(row.exact for row in rows) else 1
 
 

@@ -4,9 +4,11 @@ The stand-in site adds a per-request latency, a per-connection setup cost (what 
 handshake to a distant server costs) and a per-connection bandwidth cap. A long generated book
 is downloaded by tokysnatcher (defaults, ``--format m4a``) and, in the same run, by plain
 ffmpeg reading each chapter's HLS URL, two chapters at a time; then the same for mp3 (an
-encode, since the source is AAC). Run from the repository root::
+encode, since the source is AAC). Last, the CPU floor (``floor.py``): what the cheapest clients
+pay per request and per remux here, hence the lowest CPU % of wall any client could reach at
+tokysnatcher's wall time. Run from the repository root::
 
-    python benchmarks/throughput.py                 # ~4 minutes: a 1-hour book, 1800 segments
+    python benchmarks/throughput.py                 # ~3.5 minutes: a 1-hour book, 1800 segments
     python benchmarks/throughput.py --quick         # smoke run, under a minute
     python benchmarks/throughput.py --save benchmarks/results/throughput.md
 """
@@ -39,6 +41,7 @@ from common import (
     table,
     warm_up,
 )
+from floor import Floor, curl_fetch, floor_report, least_cpu, python_fetch, remux
 from tokysnatcher.config import Settings
 from tokysnatcher.core.ffmpeg import MP3_VBR_QUALITY
 from tokysnatcher.standin import Faults, StandinSite
@@ -73,6 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--repeat", type=int, default=1, help="tokysnatcher runs per row; the median is kept")
     add("--no-mp3", action="store_true", help="skip the mp3 rows")
     add("--no-ffmpeg", action="store_true", help="skip the plain ffmpeg rows")
+    add("--no-floor", action="store_true", help="skip the CPU floor (minimal clients, remux)")
     add("--cache-dir", type=Path, help="stand-in media cache (default: the stand-in's own)")
     add("--save", type=Path, help="also write the report (Markdown) to this file")
     add("--note", default="", help="a line to add to the report (which code was measured)")
@@ -164,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             # Plain ffmpeg runs once: it is three times slower and far from the 2x line.
             theirs = None if args.no_ffmpeg else plain_ffmpeg(fmt)
             pairs.append((ours, theirs))
+        floors: list[Floor] = []
+        if not args.no_floor:
+            floors.append(python_fetch(site, SLUG, connections, timeout))
+            fetched = curl_fetch(site, SLUG, connections, work, timeout)
+            floors += [fetched] if fetched else []
+            floors.append(remux(site, SLUG, ffmpeg, work, args.ffmpeg_parallel, timeout))
 
     facts = Facts(
         size=size,
@@ -173,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         ideal=args.setup + (segments * args.latency + segment_bytes / args.bandwidth) / connections,
         where=machine(),
     )
-    save(args.save, report(args, facts, pairs))
+    save(args.save, report(args, facts, pairs, floors))
     return 0
 
 
@@ -204,6 +214,7 @@ def _cells(row: Row, theirs: Row | None, facts: Facts) -> list[object]:
         f"{usage.rss_ffmpeg / MB:.0f}",
         f"{row.connections} ({row.peak_connections})",
         row.requests,
+        f"{1000 * usage.cpu / row.requests:.2f}" if row.requests else "-",
     ]
 
 
@@ -220,10 +231,16 @@ HEADERS = [
     "peak RSS ffmpeg MB",
     "TCP connections (peak)",
     "requests",
+    "CPU ms per request",
 ]
 
 
-def report(args: argparse.Namespace, facts: Facts, pairs: list[tuple[Row, Row | None]]) -> str:
+def report(
+    args: argparse.Namespace,
+    facts: Facts,
+    pairs: list[tuple[Row, Row | None]],
+    floors: list[Floor],
+) -> str:
     """The Markdown report: setup, table, definitions and the targets of issue 7."""
     body = []
     for ours, theirs in pairs:
@@ -275,7 +292,8 @@ def report(args: argparse.Namespace, facts: Facts, pairs: list[tuple[Row, Row | 
         "CPU is user + system seconds: the Python process itself and its ffmpeg children apart. "
         "Peak RSS: the Python process, and the largest ffmpeg process. 'ffmpeg wall / wall': "
         "how many times faster than plain ffmpeg in the same format. TCP connections: accepted "
-        "by the site (peak: open at once).",
+        "by the site (peak: open at once). CPU ms per request: all CPU of the row (Python and "
+        "ffmpeg, conversions included) over its requests.",
         "",
         "Targets (m4a row):",
         *[f"- [{'x' if ok else ' '}] {text}" for text, ok in checks],
@@ -288,6 +306,14 @@ def report(args: argparse.Namespace, facts: Facts, pairs: list[tuple[Row, Row | 
         if mp3_ffmpeg is not None:
             line += f" (plain ffmpeg: {mp3_ffmpeg.usage.cpu_ffmpeg / hours:.0f})"
         lines.append(line + ".")
+    if floors:
+        fetch, conversion = least_cpu(floors, pairs[0][0].requests)
+        lines.append(
+            f"- the least CPU any client could spend at this m4a wall: "
+            f"{100 * (fetch + conversion) / m4a.wall:.1f}% ({100 * fetch / m4a.wall:.1f}% to "
+            f"fetch, {100 * conversion / m4a.wall:.1f}% to remux; see the CPU floor below)."
+        )
+        lines += ["", *floor_report(floors, wall=m4a.wall, requests=pairs[0][0].requests)]
     return "\n".join(lines)
 
 

@@ -68,12 +68,16 @@ class BookClient:
             "Accept-Encoding": "identity",
         }
 
-    def get(self, path: str, timeout: float = 5, **kwargs: object) -> requests.Response:
-        headers = self.headers(path)
-        headers.update(kwargs.pop("headers", {}))  # type: ignore[arg-type]
+    def get(
+        self,
+        path: str,
+        timeout: float = 5,
+        *,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        """GET ``path`` with the audio headers (``headers`` added or replacing some)."""
+        sent = {**self.headers(path), **(headers or {})}
         return self.session.get(
-            self.site.base_url + path,
-            headers=headers,
-            timeout=timeout,
-            **kwargs,  # type: ignore[arg-type]
+            self.site.base_url + path, headers=sent, timeout=timeout, stream=stream
         )

@@ -63,6 +63,10 @@ class TrackSpec:
     playlist API returns (its folder holds the segments); for a direct track it is the file's path
     under ``/files/``. ``frequency`` overrides the tone (Hz) of the generated audio.
     ``advertise_duration=False`` leaves ``duration`` out of the playlist API answer.
+    ``loop_seconds`` makes the audio cheap to generate: only that many seconds are encoded and
+    then repeated by stream copy up to ``seconds`` (timestamps keep increasing, so the track is
+    one valid stream of the full length; only the sound repeats). Encoding 20 hours takes
+    minutes, looping them takes seconds: use it for very long benchmark books.
     """
 
     title: str
@@ -73,6 +77,7 @@ class TrackSpec:
     src: str | None = None
     frequency: float | None = None
     advertise_duration: bool = True
+    loop_seconds: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", TrackKind(self.kind))
@@ -82,6 +87,11 @@ class TrackSpec:
             raise ValueError(f"seconds must be between 0.5 and 21600, not {self.seconds}")
         if not (0.5 <= self.segment_seconds <= 60):
             raise ValueError(f"segment_seconds must be between 0.5 and 60: {self.segment_seconds}")
+        if self.loop_seconds is not None and not (0.5 <= self.loop_seconds <= self.seconds):
+            raise ValueError(
+                f"loop_seconds must be between 0.5 and seconds ({self.seconds}): "
+                f"{self.loop_seconds}"
+            )
         if self.src is not None and (not self.src or self.src.startswith("/")):
             raise ValueError(f"src override must be a non-empty relative path: {self.src!r}")
 
@@ -178,8 +188,13 @@ def make_book(
     year: int | None = None,
     cover: bool = False,
     chapter_titles: Iterable[str] | None = None,
+    loop_seconds: float | None = None,
 ) -> BookSpec:
-    """Build a book of ``chapters`` equal tracks (e.g. 10 chapters of 140 s for benchmarks)."""
+    """Build a book of ``chapters`` equal tracks (e.g. 10 chapters of 140 s for benchmarks).
+
+    ``loop_seconds`` is passed to every track (see :class:`TrackSpec`): a 20-hour book made of
+    80 chapters of 15 minutes that each loop 60 s of their own audio is generated in a minute.
+    """
     if chapters < 1:
         raise ValueError("a book needs at least one chapter")
     titles = list(chapter_titles) if chapter_titles is not None else []
@@ -191,6 +206,7 @@ def make_book(
             codec=codec,
             segment_seconds=segment_seconds,
             kind=kind,
+            loop_seconds=loop_seconds,
         )
         for i in range(chapters)
     )

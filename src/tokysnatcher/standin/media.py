@@ -3,7 +3,8 @@
 Each track is generated once per set of generation parameters and kept under the cache folder
 (``platformdirs`` user cache, ``$TOKYSNATCHER_STANDIN_CACHE`` or an explicit ``cache_dir``).
 A generation runs in a private temporary folder which is renamed into place when complete, so
-parallel test processes sharing the cache never see half-written media.
+parallel test processes sharing the cache never see half-written media. A track with
+``loop_seconds`` encodes only that much audio and repeats it by stream copy (cheap long books).
 """
 
 from __future__ import annotations
@@ -164,16 +165,22 @@ class MediaCache:
 
     def _generate(self, params: dict[str, object], work: Path) -> None:
         seconds = float(str(params["seconds"]))
-        audio = (
-            f"sine=frequency={params['frequency']}:sample_rate={_SAMPLE_RATE}:duration={seconds}[a];"
-            f"anoisesrc=color=pink:amplitude=0.05:seed={params['seed']}:"
-            f"sample_rate={_SAMPLE_RATE}:duration={seconds}[b];"
-            "[a][b]amix=inputs=2:normalize=0,aformat=channel_layouts=mono[out]"
-        )
-        encoder = "aac" if params["codec"] == "aac" else "libmp3lame"
-        head = ["-filter_complex", audio, "-map", "[out]", "-map_metadata", "-1"]
-        head += ["-c:a", encoder, "-b:a", _BITRATE, "-ar", str(_SAMPLE_RATE), "-ac", "1"]
-        head += ["-fflags", "+bitexact", "-flags:a", "+bitexact"]
+        loop = params.get("loop_seconds")
+        if loop is None:
+            self._write_track(params, _encode_args(params, seconds), work)
+            return
+        # Encode a short clip in the track's own container, then repeat it by stream copy:
+        # ffmpeg offsets the timestamps of every loop, so the result is one continuous stream.
+        clip_format, suffix = ("mp3", "mp3") if params["container"] == "mp3" else ("mpegts", "ts")
+        clip = work / f"clip.{suffix}"
+        self._run([*_encode_args(params, float(str(loop))), "-f", clip_format, str(clip)])
+        head = ["-stream_loop", "-1", "-f", clip_format, "-i", str(clip), "-t", str(seconds)]
+        head += ["-map", "0:a", "-c", "copy", "-map_metadata", "-1", "-fflags", "+bitexact"]
+        self._write_track(params, head, work)
+        clip.unlink()
+
+    def _write_track(self, params: dict[str, object], head: list[str], work: Path) -> None:
+        """Run ffmpeg with input-and-codec arguments ``head`` into the track's files in ``work``."""
         if params["container"] == "mp3":
             self._run([*head, "-id3v2_version", "0", "-f", "mp3", str(work / "track.mp3")])
             meta: dict[str, object] = {"source": "track.mp3", "segments": [], "durations": []}
@@ -203,10 +210,27 @@ class MediaCache:
             raise StandinMediaError(f"ffmpeg failed ({proc.returncode}): {tail}")
 
 
+def _encode_args(params: dict[str, object], seconds: float) -> list[str]:
+    """ffmpeg arguments that generate ``seconds`` of the track's tone and noise, encoded."""
+    audio = (
+        f"sine=frequency={params['frequency']}:sample_rate={_SAMPLE_RATE}:duration={seconds}[a];"
+        f"anoisesrc=color=pink:amplitude=0.05:seed={params['seed']}:"
+        f"sample_rate={_SAMPLE_RATE}:duration={seconds}[b];"
+        "[a][b]amix=inputs=2:normalize=0,aformat=channel_layouts=mono[out]"
+    )
+    encoder = "aac" if params["codec"] == "aac" else "libmp3lame"
+    head = ["-filter_complex", audio, "-map", "[out]", "-map_metadata", "-1"]
+    head += ["-c:a", encoder, "-b:a", _BITRATE, "-ar", str(_SAMPLE_RATE), "-ac", "1"]
+    return [*head, "-fflags", "+bitexact", "-flags:a", "+bitexact"]
+
+
 def _track_params(book: BookSpec, index: int) -> dict[str, object]:
     track = book.tracks[index]
     direct = track.kind is TrackKind.DIRECT
+    # Only looped tracks carry the key, so the cache keys of all other media stay as they were.
+    looped = {} if track.loop_seconds is None else {"loop_seconds": round(track.loop_seconds, 3)}
     return {
+        **looped,
         "version": _GENERATOR_VERSION,
         "container": "mp3" if direct else "hls",
         "codec": "mp3" if direct else track.codec,
