@@ -3,9 +3,12 @@
 Nothing here decides how a book is downloaded; this module parses, dispatches to ``actions``,
 prints what they return and maps errors to exit codes (SPEC §2). Every bad value ends in one
 line on stderr, ``error: <option>: <what is wrong> - <the accepted form>``, and exit code 2.
-"""
 
-from __future__ import annotations
+Unlike the rest of the package, this module does not use ``from __future__ import annotations``:
+Typer reads the command's signature at every run, and string annotations would be compiled and
+evaluated six times each (~12 ms of CPU per run). Names imported only for type checking are
+quoted instead.
+"""
 
 import dataclasses
 import logging
@@ -17,18 +20,22 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer._click import Context, Parameter
 from typer._click.exceptions import BadOptionUsage, BadParameter
+from typer._coercion import PassThroughRuntimeParam
+from typer.core import TyperCommand, _TyperParameter
 from typer.exceptions import TyperException
 
 from tokysnatcher import __version__
 from tokysnatcher.config import OutputFormat, Settings, Verbosity
 from tokysnatcher.config.settings import MIN_SPEED_LIMIT, NUMBERS
-from tokysnatcher.config.sources import load_settings
 from tokysnatcher.errors import ExitCode, TokysnatcherError, UsageError
-from tokysnatcher.render import Output
+
+if TYPE_CHECKING:
+    from tokysnatcher.render import Output
 
 EPILOG = """\
 [bold]Examples[/bold]
@@ -159,7 +166,7 @@ def _base_url(text: str) -> str:
 
     try:
         return normalize_base_url(text)
-    except UsageError:
+    except (UsageError, ValueError):  # ValueError: urlsplit refuses e.g. "http://[::1"
         raise BadParameter(f"{text!r} is not an http(s) URL") from None
 
 
@@ -190,6 +197,40 @@ def _text(what: str) -> Callable[[str], str]:
     return parse
 
 
+class _ParsedValue(PassThroughRuntimeParam):
+    """A value as our parser returns it, without Typer's pydantic coercion.
+
+    Typer 0.29 builds a pydantic ``TypeAdapter`` for every non-flag parameter, even one that is
+    not given; importing pydantic costs each run ~0.2 s of CPU. The parsers above already check
+    and convert every value, so they are called directly; a parameter without a parser (the URL,
+    -v's count) only has its type checked.
+    """
+
+    def _coerce_value(self, value: Any, param: _TyperParameter, ctx: Context) -> Any:
+        parser = self.parameter_info.parser
+        if parser is None:
+            return super()._coerce_value(value, param, ctx)
+        try:
+            return parser(value)
+        except ValueError as err:  # e.g. Python's 4300-digit limit in int(): still exit 2
+            raise BadParameter(str(err)) from None
+
+
+class _Command(TyperCommand):
+    """Typer's command, with every parameter coerced by :class:`_ParsedValue`."""
+
+    def get_params(self, ctx: Context) -> list[Parameter]:
+        # Also reached for the -h/--help option, which Typer creates only while parsing.
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, _TyperParameter) and param._runtime_param is None:
+                descriptor = param.type_descriptor
+                param._runtime_param = _ParsedValue(
+                    parameter_info=descriptor.parameter_info, annotation=descriptor.annotation
+                )
+        return params
+
+
 app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
@@ -204,7 +245,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.command(epilog=EPILOG, no_args_is_help=False)
+@app.command(cls=_Command, epilog=EPILOG, no_args_is_help=False)
 def command(
     ctx: typer.Context,
     url: Annotated[
@@ -537,6 +578,11 @@ def command(
         if quiet
         else (Verbosity.DEBUG if verbose >= 2 else Verbosity.VERBOSE if verbose else None)
     )
+    # Imported here, not at the top: --version and --help need neither rich's console nor the
+    # config file reader.
+    from tokysnatcher.config.sources import load_settings
+    from tokysnatcher.render import Output
+
     ctx.obj = Output.for_terminal(verbosity or Verbosity.NORMAL)
     cli_values: dict[str, object] = {
         "directory": directory,
@@ -566,8 +612,6 @@ def command(
     output = Output.for_terminal(settings.verbosity)
     ctx.obj = output
     _route_logging(output)
-    from tokysnatcher import actions  # imported late: keeps --help and --version fast
-
     exclusive = [
         name
         for name, on in (
@@ -583,18 +627,32 @@ def command(
         raise UsageError(f"{' and '.join(exclusive)} cannot be used together", hint="Pick one.")
     if deep and verify_folder is None:
         raise UsageError("--deep goes with --verify-folder")
+    # Only the chosen action's module is imported: each brings its own heavy dependencies
+    # (requests, ffmpeg-python, ...) that the others do not need.
     if demo:
-        code = actions.demo(settings, output, directory_given=directory is not None)
+        from tokysnatcher.actions.download import demo as run_demo
+
+        code = run_demo(settings, output, directory_given=directory is not None)
     elif verify_folder is not None:
-        code = actions.verify(verify_folder, settings, output, deep=deep)
+        from tokysnatcher.actions.library import verify
+
+        code = verify(verify_folder, settings, output, deep=deep)
     elif list_downloads:
-        code = actions.list_library(settings, output)
+        from tokysnatcher.actions.library import list_library
+
+        code = list_library(settings, output)
     elif search is not None:
-        code = actions.search(search, settings, output)
+        from tokysnatcher.actions.interactive import search as run_search
+
+        code = run_search(search, settings, output)
     elif url is not None:
-        code = actions.download(url, settings, output)
+        from tokysnatcher.actions.download import download
+
+        code = download(url, settings, output)
     else:
-        code = actions.interactive(settings, output)
+        from tokysnatcher.actions.interactive import interactive
+
+        code = interactive(settings, output)
     raise typer.Exit(int(code))
 
 
@@ -602,7 +660,7 @@ class _OutputHandler(logging.Handler):
     """Routes ``logging`` records (ours, urllib3's, warnings) through the Output, so they print
     above a live view instead of through it."""
 
-    def __init__(self, output: Output) -> None:
+    def __init__(self, output: "Output") -> None:
         super().__init__()
         self.output = output
 
@@ -616,7 +674,7 @@ class _OutputHandler(logging.Handler):
             self.handleError(record)
 
 
-def _route_logging(output: Output) -> None:
+def _route_logging(output: "Output") -> None:
     logging.captureWarnings(True)
     root = logging.getLogger()
     root.handlers[:] = [_OutputHandler(output)]
@@ -645,6 +703,12 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _error_line(message: str, hint: str) -> None:
+    from tokysnatcher.render import Output  # imported here: rich's console is slow to import
+
+    Output.error_line(message, hint)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the command and exit with its code."""
     signal.signal(signal.SIGTERM, _sigterm)
@@ -656,34 +720,37 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 command_obj.invoke(ctx)
             finally:
-                output = ctx.obj if isinstance(ctx.obj, Output) else None
+                output = ctx.obj  # the command's Output, or None if it failed before
         code: int = ExitCode.OK
     except typer.Exit as done:
         code = done.exit_code
     except TyperException as err:  # typer's click: bad option values, unknown options
-        Output.error_line(*usage_message(err))
+        _error_line(*usage_message(err))
         code = ExitCode.USAGE
     except TokysnatcherError as err:
         if output is not None and output.debug:
             output.traceback()
-        Output.error_line(err.message, err.hint)
+        _error_line(err.message, err.hint)
         code = err.exit_code
     except (KeyboardInterrupt, typer.Abort, EOFError) as err:
         if sys.stderr.isatty():
             sys.stderr.write("\n")  # leave the prompt line (and the echoed ^C) alone
         what = "no answer (input ended)" if isinstance(err, EOFError) else "interrupted"
-        Output.error_line(what, "Nothing more was done; run the command again to continue.")
+        _error_line(what, "Nothing more was done; run the command again to continue.")
         code = ExitCode.INTERRUPTED
     except Exception as err:  # a bug: still one clear line, the traceback only with -vv
         if output is not None and output.debug:
             output.traceback()
-        Output.error_line(
+        _error_line(
             f"unexpected {type(err).__name__}: {err}",
             "This is a bug; run again with -vv for the traceback and please report it.",
         )
         code = ExitCode.FAILED
     finally:
-        from tokysnatcher.core.processes import terminate_all
+        # Children are registered through core.processes: if no one imported it (--version,
+        # --help, a bad option), there is nothing to end and no need to import it now.
+        if "tokysnatcher.core.processes" in sys.modules:
+            from tokysnatcher.core.processes import terminate_all
 
-        terminate_all(1.0)
+            terminate_all(1.0)
     sys.exit(code)

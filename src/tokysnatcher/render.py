@@ -16,8 +16,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from tokysnatcher.config import Verbosity
-from tokysnatcher.core.progress import make_reporter
-from tokysnatcher.core.status import Reporter
 from tokysnatcher.utils.units import format_bytes, format_duration
 
 if TYPE_CHECKING:
@@ -26,7 +24,7 @@ if TYPE_CHECKING:
 
     from tokysnatcher.core.download import RunResult
     from tokysnatcher.core.run import BookPlan
-    from tokysnatcher.core.status import RunStatus
+    from tokysnatcher.core.status import Reporter, RunStatus
     from tokysnatcher.sources.tokybook import SearchPage
     from tokysnatcher.utils.library import BookSummary
     from tokysnatcher.utils.verify import VerifyReport
@@ -94,6 +92,9 @@ class Output:
             self.info(message)
 
     def reporter(self) -> Reporter:
+        # Imported here: only a download reports progress (the live view pulls in rich.live).
+        from tokysnatcher.core.progress import make_reporter
+
         return make_reporter(self.err, self.verbosity)
 
     # -- results ---------------------------------------------------------------------------

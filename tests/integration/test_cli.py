@@ -7,9 +7,12 @@ process, piped, so it is not a terminal.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +76,8 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
         (["--format", ""], "--format", "one of mp3, m4a, m4b"),
         (["--base-url", "ftp://x"], "--base-url", "an http(s) URL"),
         (["--base-url", "http://"], "--base-url", "an http(s) URL"),
+        (["--base-url", "http://[::1"], "--base-url", "an http(s) URL"),
+        (["--chapters", "1" * 5000], "--chapters", "e.g. 1-3,7 or 5-"),
         (["--report", "{tmp}"], "--report", "a file in an existing, writable folder"),
         (["--report", "{tmp}/no/such/r.json"], "--report", "a file in an existing"),
         (["--directory", ""], "--directory", "a folder"),
@@ -109,6 +114,70 @@ def test_every_bad_value_is_one_line_naming_option_and_form(
 def test_version(in_process: None, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_main(["--version"], capsys)
     assert (code, out, err) == (0, f"tokysnatcher {__version__}\n", "")
+
+
+def test_installed_version_is_the_package_version() -> None:
+    # __version__ is written out (reading package metadata costs every run); pyproject.toml
+    # takes it from there, so the installed metadata must agree.
+    assert importlib.metadata.version("tokysnatcher") == __version__
+
+
+# Runs the command, then names which of these (slow to import) modules it loaded.
+IMPORT_PROBE = """
+import sys
+from tokysnatcher.cli import main
+try:
+    main(sys.argv[2:])
+finally:
+    print("imported:", *[name for name in sys.argv[1].split(",") if name in sys.modules])
+"""
+WATCHED = (
+    "pydantic",
+    "requests",
+    "rich",
+    "importlib.metadata",
+    "tokysnatcher.core.download",
+    "tokysnatcher.actions.library",
+)
+
+
+def imports_of(args: list[str]) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, ",".join(WATCHED), *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("imported:"), (result.stdout, result.stderr)
+    return set(last.split()[1:])
+
+
+@pytest.mark.parametrize(
+    ("args", "needed", "not_needed"),
+    [
+        (["--version"], set(), {"pydantic", "requests", "rich", "importlib.metadata"}),
+        (["--help"], {"rich"}, {"pydantic", "requests"}),
+        (["x", "--jobs", "many"], {"rich"}, {"pydantic", "requests"}),
+        # A download up to its first request: the whole download stack, but no pydantic and
+        # not the other actions' modules.
+        (
+            ["the-sample-book", "--base-url", CLOSED_PORT, "-q"],
+            {"requests", "rich", "tokysnatcher.core.download"},
+            {"pydantic", "tokysnatcher.actions.library"},
+        ),
+    ],
+)
+def test_start_up_imports_only_what_the_run_needs(
+    tmp_path: Path, args: list[str], needed: set[str], not_needed: set[str]
+) -> None:
+    # Importing pydantic (which Typer would use to coerce values) cost every run ~0.2 s of CPU.
+    imported = imports_of([*args, "-d", str(tmp_path)])
+    assert needed <= imported
+    assert not imported & not_needed
 
 
 def test_no_url_when_not_a_terminal_is_a_usage_error(site: StandinSite, tmp_path: Path) -> None:

@@ -1,7 +1,6 @@
-"""The actions behind the command line; each returns an :class:`~tokysnatcher.errors.ExitCode`."""
+"""The actions behind the command line; each returns an :class:`~tokysnatcher.errors.ExitCode`.
 
-from tokysnatcher.actions.download import demo, download
-from tokysnatcher.actions.interactive import interactive, search
-from tokysnatcher.actions.library import list_library, verify
-
-__all__ = ["demo", "download", "interactive", "list_library", "search", "verify"]
+``download`` (a book, ``--demo``), ``interactive`` (``--search`` and the menu) and ``library``
+(``--verify-folder``, ``--list-downloads``). Nothing is imported here: ``cli`` imports only the
+module of the action it runs, so a run does not pay for the others' dependencies.
+"""

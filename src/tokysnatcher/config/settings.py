@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-import platformdirs
-
 from tokysnatcher.errors import UsageError
 
 DEFAULT_BASE_URL = "https://tokybook.com"
@@ -66,6 +64,8 @@ MIN_SPEED_LIMIT = 1024.0
 
 def default_library_root() -> Path:
     """``<user music dir>/Audiobooks`` (platformdirs)."""
+    import platformdirs  # imported here: runs given a directory never need it (start-up time)
+
     return Path(platformdirs.user_music_dir()) / "Audiobooks"
 
 

@@ -19,12 +19,9 @@ Environment variables are ``TOKYSNATCHER_<KEY>`` (``TOKYSNATCHER_SPEED_LIMIT=2M`
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-import platformdirs
 
 from tokysnatcher.config.settings import (
     MIN_SPEED_LIMIT,
@@ -137,6 +134,8 @@ ENV_FIELDS = (
 
 
 def default_config_path() -> Path:
+    import platformdirs  # imported here: runs naming a config file never need it (start-up)
+
     return Path(platformdirs.user_config_dir("tokysnatcher")) / "config.toml"
 
 
@@ -184,6 +183,8 @@ def read_config(path: Path, profile: str | None) -> tuple[dict[str, Any], dict[s
         return {}, {}
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read the config file {path}: {err}") from err
+    import tomllib  # only when there is a file to parse: most runs have none
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
