@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli, tree
+from helpers import cli_env, run_cli, tree
 from tokysnatcher.standin import StandinSite
 
 pytestmark = pytest.mark.integration
@@ -52,6 +52,17 @@ def test_bad_input_exits_2_and_writes_nothing(
     base = ["--base-url", site.base_url] if "--base-url" not in args else []
     result = run_cli([*args, "-d", str(root), *base])
     assert_usage_error(result, needle)
+    assert tree(root) == []
+
+
+@pytest.mark.parametrize("value", ["http://[::1", "http://host:99999", "http://host:0", "x"])
+def test_bad_base_url_from_the_environment(tmp_path: Path, value: str) -> None:
+    # The environment takes the same checks as the option (urlsplit raises on some of these).
+    root = tmp_path / "lib"
+    root.mkdir()
+    env = {**cli_env(), "TOKYSNATCHER_BASE_URL": value}
+    result = run_cli(["some-book", "-d", str(root)], env=env)
+    assert_usage_error(result, "--base-url must be an http(s) URL")
     assert tree(root) == []
 
 

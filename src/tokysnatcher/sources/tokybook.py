@@ -83,8 +83,12 @@ class SearchPage:
 
 def normalize_base_url(base_url: str) -> str:
     """Validate ``--base-url``: an http(s) URL with a host; returned without a trailing slash."""
-    parts = urlsplit(base_url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(base_url.strip())
+        port_ok = parts.port is None or parts.port > 0  # .port raises on a bad port
+    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 bracket
+        parts, port_ok = urlsplit(""), False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise UsageError(
             f"--base-url must be an http(s) URL with a host, not {base_url!r}",
             hint="For example --base-url https://tokybook.com",
