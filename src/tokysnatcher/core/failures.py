@@ -86,9 +86,7 @@ def classify_exception(exc: BaseException) -> FailureKind:
     if isinstance(exc, requests.RequestException):
         return _classify_requests(exc)
     if isinstance(exc, urllib3.exceptions.HTTPError):
-        if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-            return K.TIMEOUT
-        return K.INVALID_MEDIA if isinstance(exc, ValueError) else K.NETWORK
+        return _classify_urllib3(exc)
     if isinstance(exc, subprocess.TimeoutExpired):
         return K.FFMPEG_STALLED
     if isinstance(exc, http.client.HTTPException):
@@ -115,6 +113,17 @@ def _classify_requests(exc: requests.RequestException) -> FailureKind:
     if isinstance(exc, ValueError | TypeError | requests.TooManyRedirects | requests.URLRequired):
         return K.INVALID_MEDIA
     return K.NETWORK
+
+
+def _classify_urllib3(exc: urllib3.exceptions.HTTPError) -> FailureKind:
+    """urllib3's own errors: media requests go straight to the pool, so they arrive unwrapped."""
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        return classify_exception(exc.reason)
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return K.TIMEOUT
+    # A bad URL or header is permanent (LocationParseError, ...); everything else is the link:
+    # refused, reset, timed-out connects, TLS, truncated bodies (same as requests' wrappers).
+    return K.INVALID_MEDIA if isinstance(exc, ValueError) else K.NETWORK
 
 
 def _classify_os_error(exc: OSError) -> FailureKind:
@@ -164,12 +173,65 @@ def describe_exception(exc: BaseException) -> str:
     if isinstance(exc, requests.ConnectionError):
         cause = _errno_text(_nested_os_error(exc))
         return f"connection failed: {cause}" if cause else "connection failed"
+    if isinstance(exc, urllib3.exceptions.HTTPError) and (text := _describe_urllib3(exc)):
+        return text
     if isinstance(exc, subprocess.TimeoutExpired):
         return f"process made no progress for {exc.timeout:g} s and was stopped"
     if isinstance(exc, OSError) and (text := _errno_text(exc)):
         return f"{text}: {exc.filename}" if exc.filename else text
     detail = _one_line(str(exc))
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _describe_urllib3(exc: urllib3.exceptions.HTTPError) -> str | None:
+    """Words for the urllib3 errors a media request meets (None: use the generic form)."""
+    u3 = urllib3.exceptions
+    if isinstance(exc, u3.MaxRetryError) and exc.reason is not None:
+        return describe_exception(exc.reason)
+    if isinstance(exc, u3.NameResolutionError):
+        return f"could not resolve host {exc.conn.host}"
+    if isinstance(exc, u3.ConnectTimeoutError) and not isinstance(exc, u3.NewConnectionError):
+        return "could not connect (timed out)"  # (NewConnectionError is a subclass, sadly)
+    if isinstance(exc, u3.ReadTimeoutError):
+        return "no data received before the timeout; stalled"
+    if isinstance(exc, u3.SSLError):
+        detail = _one_line(str(exc.args[0] if exc.args else exc))
+        return f"TLS error: {detail}" if detail else "TLS error"
+    if isinstance(exc, u3.NewConnectionError):
+        cause = _errno_text(_nested_os_error(exc))
+        return f"connection failed: {cause}" if cause else "connection failed"
+    if isinstance(exc, u3.ProtocolError):
+        if _nested(exc, http.client.IncompleteRead):
+            return "connection lost in the middle of the body"
+        cause = _errno_text(_nested_os_error(exc))
+        if cause:
+            return f"connection failed: {cause}"
+        if _nested(exc, http.client.RemoteDisconnected):
+            return "connection closed by server without a response"
+        return "connection failed"
+    return None
+
+
+def _nested(exc: BaseException, kind: type[BaseException]) -> bool:
+    """True when ``exc`` wraps (in args, ``reason`` or its chain) an exception of ``kind``."""
+    return any(isinstance(inner, kind) for inner in _wrapped(exc))
+
+
+def _wrapped(exc: BaseException) -> list[BaseException]:
+    """The exceptions ``exc`` wraps, nearest first (requests/urllib3 nest a few levels deep)."""
+    found: list[BaseException] = []
+    todo: list[object] = [exc]
+    for _ in range(32):  # the bound guards against cycles
+        if not todo:
+            break
+        current = todo.pop(0)
+        if not isinstance(current, BaseException):
+            continue
+        if current is not exc:
+            found.append(current)
+        todo.extend(current.args)
+        todo.extend((getattr(current, "reason", None), current.__cause__, current.__context__))
+    return found
 
 
 def _errno_text(err: OSError | None) -> str | None:
@@ -181,17 +243,9 @@ def _errno_text(err: OSError | None) -> str | None:
 
 def _nested_os_error(exc: BaseException) -> OSError | None:
     """The low-level OSError that requests/urllib3 wrap (in args, ``reason`` or the chain)."""
-    todo: list[object] = [exc]
-    for _ in range(32):  # wrapping is a few levels deep; the bound guards against cycles
-        if not todo:
-            break
-        current = todo.pop(0)
-        if not isinstance(current, BaseException):
-            continue
-        if current is not exc and isinstance(current, OSError) and current.errno:
-            return current
-        todo.extend(current.args)
-        todo.extend((getattr(current, "reason", None), current.__cause__, current.__context__))
+    for inner in _wrapped(exc):
+        if isinstance(inner, OSError) and inner.errno:
+            return inner
     return None
 
 

@@ -3,21 +3,36 @@
 Every read here has a bound (SPEC §5): the connect timeout, and a stall window. A transfer that
 receives less than 1 KiB within ``stall_timeout`` seconds (nothing at all included) is aborted
 as ``timeout``: each socket read waits only for what is left of the window, so a trickle is
-caught as quickly as silence. Bodies stream to disk; nothing holds a whole segment in memory.
+caught as quickly as silence. The socket's timeout is changed only when it is shorter than
+what is left, or longer by more than ``STALL_SLACK`` (5%) of the window: a stall is never
+reported early, and at most 5% of ``stall_timeout`` late. Bodies stream to disk in writes of
+about ``CHUNK`` bytes; nothing holds more than two chunks of a body in memory.
+
+Media requests go straight to the session's own urllib3 pool (the same keep-alive connections,
+limits and TLS settings ``requests`` uses): ``requests``' per-call preparation (merging
+settings, cookies, hooks) cost a third of the process's CPU time on a book of small segments.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import http.client
+import itertools
+import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import SplitResult, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from requests.cookies import get_cookie_header
+from requests.utils import requote_uri
+from urllib3.exceptions import ClosedPoolError
 
 from tokysnatcher.core.failures import (
     classify_status,
@@ -25,12 +40,27 @@ from tokysnatcher.core.failures import (
     kind_hint,
     parse_retry_after,
 )
+from tokysnatcher.core.limits import CHUNK, RateLimiter, Transfer
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind, SegmentError
 from tokysnatcher.utils.atomic import disk_error_for
 
-CHUNK = 64 * 1024
 STALL_MIN_BYTES = 1024
+STALL_SLACK = 0.05  # how late (a fraction of the window) a stall may be seen; see the docstring
+REPORT_EVERY = 0.2  # seconds: the longest a received chunk waits to be written and reported
 USER_AGENT = "tokysnatcher (+https://github.com/tokysnatcher/tokysnatcher)"
+
+# ``.part`` names: this process's id and a counter. Two attempts of one chapter may fetch the same
+# segment at once; the counter keeps their names apart, O_EXCL guards against anything else
+# (a file left by a killed run whose pid was this one).
+_PID = os.getpid()
+_PART_NUMBERS = itertools.count(1)
+_REQUEST_ERRORS = (
+    requests.RequestException,  # an unusable URL (scheme, host) found while picking the pool
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+    ValueError,
+)
 
 
 def make_session(connections: int) -> requests.Session:
@@ -43,81 +73,6 @@ def make_session(connections: int) -> requests.Session:
     # Never pick up proxies or .netrc credentials from the environment for audio requests.
     session.trust_env = False
     return session
-
-
-class RateLimiter:
-    """A token bucket shared by every connection: smooth at chunk level, stop-aware."""
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.rate = rate
-        # A quarter second of burst keeps transfers smooth without bursts-then-pauses.
-        self.capacity = max(rate / 4, float(self.chunk_size()))
-        self._tokens = self.capacity
-        self._clock = clock
-        self._sleep = sleep
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def chunk_size(self) -> int:
-        return int(min(CHUNK, max(1024, self.rate / 8)))
-
-    def acquire(self, n: int, stop: threading.Event | None = None) -> float:
-        """Block until ``n`` bytes may pass; returns the seconds waited."""
-        waited = 0.0
-        # More than the bucket holds is let through once it is full, as a debt later callers
-        # wait for; waiting for ``n`` itself would never end.
-        need = min(n, self.capacity)
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-                self._last = now
-                if self._tokens >= need:
-                    self._tokens -= n
-                    return waited
-                pause = (need - self._tokens) / self.rate
-            if stop is not None and stop.is_set():
-                return waited
-            pause = min(pause, 0.25)
-            self._sleep(pause)
-            waited += pause
-
-    def refund(self, n: int) -> None:
-        """Give back tokens taken for bytes that did not come (a short read, the end of a body).
-
-        Without it every short read (and the final empty one) costs a whole chunk, and a book
-        of small segments is fetched at a fraction of the limit.
-        """
-        if n > 0:
-            with self._lock:
-                self._tokens = min(self.capacity, self._tokens + n)
-
-
-class Transfer:
-    """Byte counters shared with the progress view (updated from worker threads)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.bytes_total = 0
-        self.active = 0
-
-    def add(self, n: int) -> None:
-        with self._lock:
-            self.bytes_total += n
-
-    def started(self) -> None:
-        with self._lock:
-            self.active += 1
-
-    def ended(self) -> None:
-        with self._lock:
-            self.active -= 1
 
 
 class Fetcher:
@@ -145,26 +100,90 @@ class Fetcher:
         self.limiter = limiter
         self.transfer = transfer or Transfer()
         self._clock = clock
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=stall_timeout)
+        self._slack = STALL_SLACK * stall_timeout
+        self._pools: dict[tuple[str, str], urllib3.HTTPConnectionPool] = {}
 
-    def _open(self, url: str, headers: dict[str, str], what: str) -> requests.Response:
-        # Compressed media would make Content-Length (wire bytes) disagree with what we count
-        # (decoded bytes) and let a small gzip body expand past our limits before we see it.
-        headers = {"Accept-Encoding": "identity", **headers}
+    def _pool(self, url: str, parts: SplitResult) -> urllib3.HTTPConnectionPool:
+        """The session's pool for the URL's host, looked up once per host."""
+        key = (parts.scheme, parts.netloc)
+        pool = self._pools.get(key)
+        # A pool is closed when the session is, or when its manager drops it for a newer host.
+        if pool is None or pool.pool is None:
+            pool = self._pools[key] = self._session_pool(url)
+        return pool
+
+    def _session_pool(self, url: str) -> urllib3.HTTPConnectionPool:
+        """The pool ``requests`` itself would pick for ``url``: same key, size and TLS setup."""
+        adapter = self.session.get_adapter(url)  # InvalidSchema for anything but http(s)
+        if not isinstance(adapter, HTTPAdapter):
+            raise TypeError(f"the session's adapter for {url} has no connection pool")
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method="GET", url=url)
+        verify = True if self.session.verify is None else self.session.verify
+        cert = self.session.cert
+        host, pool_kwargs = adapter.build_connection_pool_key_attributes(prepared, verify, cert)
+        pool: urllib3.HTTPConnectionPool
+        pool = adapter.poolmanager.connection_from_host(**host, pool_kwargs=pool_kwargs)
+        # The CA bundle and client certificate requests sets on the pool before each request.
+        adapter.cert_verify(pool, url, verify, cert)  # type: ignore[no-untyped-call]
+        return pool
+
+    def _headers(self, url: str, given: dict[str, str]) -> dict[str, str]:
+        """The session's User-Agent (and cookies, if any), then the caller's headers as given.
+
+        Compressed media would make Content-Length (wire bytes) disagree with what we count
+        (decoded bytes) and let a small gzip body expand past our limits before we see it.
+        """
+        names = {name.lower() for name in given}
+        headers = {}
+        if "user-agent" not in names:
+            agent = self.session.headers.get("User-Agent", USER_AGENT)
+            headers["User-Agent"] = agent if isinstance(agent, str) else agent.decode()
+        if "accept-encoding" not in names:
+            headers["Accept-Encoding"] = "identity"
+        if "cookie" not in names and len(self.session.cookies):
+            # Same cookie rules (domain, path, secure) as requests applies to its own requests.
+            request = requests.Request("GET", url)
+            cookie = get_cookie_header(self.session.cookies, request)  # type: ignore[no-untyped-call]
+            if cookie:
+                headers["Cookie"] = cookie
+        headers.update(given)
+        return headers
+
+    def _open(self, url: str, headers: dict[str, str], what: str) -> urllib3.BaseHTTPResponse:
         try:
-            response = self.session.get(
-                url,
-                headers=headers,
-                stream=True,
-                timeout=(self.connect_timeout, self.stall_timeout),
-                allow_redirects=False,
-            )
-        except requests.RequestException as err:
+            url = requote_uri(url)  # as requests would send it (spaces, non-ASCII escaped)
+            parts = urlsplit(url)
+            target = parts.path or "/"
+            if parts.query:
+                target = f"{target}?{parts.query}"
+            sent = self._headers(url, headers)
+
+            def send() -> urllib3.BaseHTTPResponse:
+                return self._pool(url, parts).urlopen(
+                    "GET",
+                    target,
+                    headers=sent,
+                    preload_content=False,
+                    redirect=False,
+                    retries=False,
+                    timeout=self._timeout,
+                )
+
+            try:
+                response = send()
+            except ClosedPoolError:
+                # The pool was closed between our lookup and its use (nothing was sent yet):
+                # once more with the pool the session has now.
+                response = send()
+        except _REQUEST_ERRORS as err:
             raise self._transfer_error(err, what) from err
-        if response.status_code >= 300:
-            status = response.status_code
+        if response.status >= 300:
+            status = response.status
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
             reason = response.reason or ""
-            response.close()
+            _finish(response)
             # We never follow redirects for media: a 3xx is as unusable as a bad 4xx.
             kind = FailureKind.INVALID_MEDIA if status < 400 else classify_status(status)
             raise SegmentError(
@@ -182,17 +201,16 @@ class Fetcher:
 
     def _chunks(
         self,
-        response: requests.Response,
+        response: urllib3.BaseHTTPResponse,
         what: str,
         limit: int,
-        on_bytes: Callable[[int], None],
         cancelled: Callable[[], bool] | None,
     ) -> Iterator[bytes]:
         """Yield body chunks, enforcing the size limit, Content-Length and the stall window.
 
         A stall is less than ``STALL_MIN_BYTES`` arriving within ``stall_timeout`` seconds
-        (nothing at all included). Each read waits only for what is left of that window, so
-        a trickle is caught as soon as a silent server is.
+        (nothing at all included). Each read waits only for what is left of that window (plus
+        at most ``STALL_SLACK`` of it), so a trickle is caught as soon as a silent server is.
         """
         declared = response.headers.get("Content-Length")
         expected = int(declared) if declared and declared.isdigit() else None
@@ -201,10 +219,12 @@ class Fetcher:
                 f"{what}: {expected} bytes is over the {_mib(limit)} limit; refused",
                 kind=FailureKind.INVALID_MEDIA,
             )
+        counts = self.transfer._cell()
         received = 0
         mark_time, mark_bytes = self._clock(), 0  # when the last KiB of progress was made
         size = self.limiter.chunk_size() if self.limiter else CHUNK
-        sock = _socket_of(response)
+        window = self.stall_timeout
+        timeout_set = window  # urllib3 gave the socket the read timeout for the status line
         try:
             while True:
                 if self.stop.is_set() or (cancelled is not None and cancelled()):
@@ -212,17 +232,22 @@ class Fetcher:
                 if self.limiter is not None:
                     # Time spent waiting for our own rate limit is not the server's stall.
                     mark_time += self.limiter.acquire(size, self.stop)
-                left = mark_time + self.stall_timeout - self._clock()
+                left = min(mark_time + window - self._clock(), window)
                 if left <= 0:
                     raise self._stalled(what)
-                # Asked anew each time: once the body is complete urllib3 hands the connection
-                # back to the pool, where another request may use (or close) that socket.
-                sock = _socket_of(response)
-                if sock is not None:
-                    with contextlib.suppress(OSError):  # closed under us: the read will say so
-                        sock.settimeout(min(left, self.stall_timeout))
+                # A shorter timeout than ``left`` would report a stall early; a longer one lets
+                # it be seen late. Within the slack the socket is left alone: on a healthy
+                # transfer that spares a system call per read.
+                if not left <= timeout_set <= left + self._slack:
+                    # Asked anew: once the body is complete urllib3 hands the connection back to
+                    # the pool, where another request may use (or close) that socket.
+                    sock = _socket_of(response)
+                    if sock is not None:
+                        with contextlib.suppress(OSError):  # closed under us: the read says so
+                            sock.settimeout(left)
+                        timeout_set = left
                 try:
-                    chunk = response.raw.read1(size, decode_content=True)
+                    chunk = response.read1(size, decode_content=True)
                 except Exception as err:  # urllib3 raises its own types for resets and timeouts
                     raise self._transfer_error(err, what) from err
                 if self.limiter is not None and len(chunk) < size:
@@ -237,12 +262,14 @@ class Fetcher:
                     )
                 if received - mark_bytes >= STALL_MIN_BYTES:
                     mark_time, mark_bytes = self._clock(), received
-                on_bytes(len(chunk))
+                counts[0] += len(chunk)
                 yield chunk
         finally:
-            if sock is not None and _socket_of(response) is sock:
+            # Only a connection still mid-body can hold our value (a finished one went back
+            # to the pool untouched); it is closed next, so this is tidiness, not correctness.
+            if timeout_set != window and (sock := _socket_of(response)) is not None:
                 with contextlib.suppress(OSError):
-                    sock.settimeout(self.stall_timeout)
+                    sock.settimeout(window)
         if expected is not None and received != expected:
             raise SegmentError(
                 f"{what}: body truncated ({received} of {expected} bytes)",
@@ -257,8 +284,40 @@ class Fetcher:
             hint=kind_hint(FailureKind.TIMEOUT),
         )
 
-    def _count(self, n: int) -> None:
-        self.transfer.add(n)
+    def _write_body(
+        self,
+        fd: int,
+        response: urllib3.BaseHTTPResponse,
+        what: str,
+        limit: int,
+        on_bytes: Callable[[int], None] | None,
+        cancelled: Callable[[], bool] | None,
+    ) -> int:
+        """Write the body to ``fd`` in batches and report them to ``on_bytes``; its size.
+
+        A batch goes out once it holds ``CHUNK`` bytes or is ``REPORT_EVERY`` seconds old: a
+        small segment arrives in a few reads but costs one write and one report (whose
+        callback takes locks), and a slow transfer still shows progress several times a second.
+        """
+        size = batched = 0
+        batch: list[bytes] = []
+        began = 0.0
+        try:
+            for chunk in self._chunks(response, what, limit, cancelled):
+                if not batch:
+                    began = self._clock()
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= CHUNK or self._clock() - began >= REPORT_EVERY:
+                    size += _flush(fd, batch, batched, on_bytes)
+                    batch, batched = [], 0
+            if batch:
+                size += _flush(fd, batch, batched, on_bytes)
+                batched = 0
+        finally:
+            if batched and on_bytes is not None:
+                on_bytes(batched)  # received, though not written: the network did deliver them
+        return size
 
     def fetch_bytes(
         self,
@@ -272,8 +331,11 @@ class Fetcher:
         """A small body (a playlist) into memory, at most ``limit`` bytes."""
         self.transfer.started()
         try:
-            with self._open(url, headers, what) as response:
-                return b"".join(self._chunks(response, what, limit, self._count, cancelled))
+            response = self._open(url, headers, what)
+            try:
+                return b"".join(self._chunks(response, what, limit, cancelled))
+            finally:
+                _finish(response)
         finally:
             self.transfer.ended()
 
@@ -293,47 +355,92 @@ class Fetcher:
         The body goes to a ``.part`` file of this call's own (two attempts of one chapter may
         fetch the same segment at once; each writes its own file and the rename is atomic).
         """
-        part = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:12]}.part")
-
-        def count(n: int) -> None:
-            self._count(n)
-            if on_bytes is not None:
-                on_bytes(n)
-
+        part: Path | None = None
         self.transfer.started()
         try:
-            with self._open(url, headers, what) as response:
-                size = 0
+            response = self._open(url, headers, what)
+            try:
                 # The body reader raises only DownloadError, so an OSError here is the disk's
-                # (opening, writing, the flush on close, or the rename).
+                # (opening, writing, closing, or the rename).
                 try:
-                    with part.open("wb") as out:
-                        for chunk in self._chunks(response, what, limit, count, cancelled):
-                            out.write(chunk)
-                            size += len(chunk)
+                    part, fd = _create_part(dest)
+                    try:
+                        size = self._write_body(fd, response, what, limit, on_bytes, cancelled)
+                    finally:
+                        os.close(fd)
                     part.replace(dest)
+                    part = None
                 except DownloadError:
                     raise
                 except OSError as err:
-                    raise _disk_error(part, err) from err
+                    raise _disk_error(part or dest, err) from err
                 return size
+            finally:
+                _finish(response)
         except BaseException:
-            with contextlib.suppress(OSError):
-                part.unlink()
+            if part is not None:
+                with contextlib.suppress(OSError):
+                    part.unlink()
             raise
         finally:
             self.transfer.ended()
 
 
-def _socket_of(response: requests.Response) -> socket.socket | None:
-    """The socket under a streamed response, to bound each read by what is left of the window.
+def _create_part(dest: Path) -> tuple[Path, int]:
+    """A new, empty ``.part`` file next to ``dest`` (never one that exists), and its descriptor.
 
-    urllib3 resets a pooled connection's timeout on its next request, so changing it here does
-    not leak into later requests. None when urllib3 does not expose it (reads then fall back on
-    the session's read timeout of ``stall_timeout``).
+    A raw descriptor rather than a buffered file: chunks are 16-64 KiB already, and it spares
+    the isatty/lseek/fstat calls of ``open()`` on every segment.
     """
-    connection = getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
+    while True:
+        part = dest.with_name(f"{dest.name}.{_PID}-{next(_PART_NUMBERS)}.part")
+        try:
+            return part, os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue  # left by a killed run that had our pid: take the next number
+
+
+def _flush(fd: int, batch: list[bytes], size: int, on_bytes: Callable[[int], None] | None) -> int:
+    _write_all(fd, batch, size)
+    if on_bytes is not None:
+        on_bytes(size)
+    return size
+
+
+def _write_all(fd: int, chunks: list[bytes], total: int) -> None:
+    """Write ``chunks`` (``total`` bytes) at the end of ``fd``, in one system call if it can."""
+    written = os.writev(fd, chunks) if len(chunks) > 1 else os.write(fd, chunks[0])
+    if written == total:
+        return
+    rest = memoryview(b"".join(chunks))[written:]
+    while rest:  # a short write: a nearly full disk, a signal
+        step = os.write(fd, rest)
+        if step == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        rest = rest[step:]
+
+
+def _finish(response: urllib3.BaseHTTPResponse) -> None:
+    """Hand the response's connection back to the pool, never with a body half read.
+
+    A body read to its end has released its connection already; otherwise (an error, a
+    cancel, a refused status) the connection is closed first, so the next request on it opens
+    a fresh one. Releasing even a closed connection matters: the pool blocks when full, and a
+    connection never handed back would hold one of its places forever.
+    """
+    response.close()
+    response.release_conn()
+
+
+def _socket_of(response: urllib3.BaseHTTPResponse) -> socket.socket | None:
+    """The socket under a response still reading its body, to bound each read by the window.
+
+    urllib3 sets a pooled connection's timeout again on its next request, so changing it here
+    does not leak into later requests. None once the body is complete (the connection is back
+    in the pool) or when urllib3 does not expose it (reads then fall back on the read timeout
+    of ``stall_timeout`` given to the request).
+    """
+    sock = getattr(response.connection, "sock", None)
     return sock if isinstance(sock, socket.socket) else None
 
 

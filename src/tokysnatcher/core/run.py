@@ -22,7 +22,8 @@ from tokysnatcher.config import OutputFormat, Settings
 from tokysnatcher.core.chapter import ChapterJob, ChapterWork
 from tokysnatcher.core.download import ChapterResult, RunResult, download_all_chapters
 from tokysnatcher.core.ffmpeg import FfmpegInfo, Target
-from tokysnatcher.core.http import Fetcher, RateLimiter, make_session
+from tokysnatcher.core.http import Fetcher, make_session
+from tokysnatcher.core.limits import RateLimiter
 from tokysnatcher.core.status import ChapterView, Reporter, RunStatus
 from tokysnatcher.errors import UsageError
 from tokysnatcher.sources.tokybook import Book, Playlist, TokybookClient, parse_book_ref
