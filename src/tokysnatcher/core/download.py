@@ -54,6 +54,7 @@ _SEGMENT_PRIORITY = 1
 # just finishing this long to report; together well within the one second the user waits.
 _INTERRUPT_GRACE = 0.4
 _INTERRUPT_WIND_DOWN = 0.4
+_SHOW_CONNECTIONS_EVERY = 0.1  # seconds: how fresh the view's count of open connections is
 
 
 class _Scheduler:
@@ -76,7 +77,7 @@ class _Scheduler:
         self.status = status
         self.clock = clock
         self.stop = work.stop
-        self.events: queue.Queue[Event] = queue.Queue()
+        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()  # C-fast: one put per segment
         self.pool = FetchPool(work, self.events, self._byte_counter, self.settings.connections)
         self.queued_segments = 0
         # Chapters by where their current attempt is; kept up to date so that each event costs
@@ -124,22 +125,24 @@ class _Scheduler:
             job.view.message = message
         self.reporter.event(job.view)
 
-    def _admit(self) -> None:
-        # Several admissions at once make one manifest write; a disk that refuses it stops the
-        # run like any other manifest write.
-        self._record(self._admit_batch)
-
-    def _admit_batch(self) -> None:
-        limit = max(self.settings.jobs, self.settings.connections)
+    def _may_admit(self) -> bool:
+        active = len(self.downloading)
         # The next chapter is admitted while fewer than two segments per connection are queued,
         # so its playlist arrives before any connection runs dry.
-        low_water = 2 * self.settings.connections
+        starved = self.queued_segments < 2 * self.settings.connections
+        limit = max(self.settings.jobs, self.settings.connections)
+        return active < self.settings.jobs or (starved and active < limit)
+
+    def _admit(self) -> None:
+        due = self.retry.next_due()
+        if due is not None and due <= self.clock() and self._may_admit():
+            # Several admissions at once make one manifest write; a disk that refuses it stops
+            # the run like any other manifest write.
+            self._record(self._admit_batch)
+
+    def _admit_batch(self) -> None:
         with self.manifest.batch():
-            while not self.stop.is_set():
-                active = len(self.downloading)
-                starved = self.queued_segments < low_water
-                if not (active < self.settings.jobs or (starved and active < limit)):
-                    return
+            while not self.stop.is_set() and self._may_admit():
                 index = self.retry.pop_ready()
                 if index is None:
                     return
@@ -281,6 +284,7 @@ class _Scheduler:
         self.pool.start()
         self.converter = ThreadPoolExecutor(self.settings.jobs, thread_name_prefix="convert")
         interrupted = False
+        shown = -_SHOW_CONNECTIONS_EVERY
         try:
             while not self._finished() and not self.stop.is_set():
                 self._admit()
@@ -294,8 +298,11 @@ class _Scheduler:
                         self._handle(self.events.get_nowait())
                 except queue.Empty:
                     pass
-                with self.status.lock:
-                    self.status.active_connections = self.work.fetcher.transfer.active
+                now = self.clock()
+                if now - shown >= _SHOW_CONNECTIONS_EVERY:  # for the view; adds up per thread
+                    shown = now
+                    with self.status.lock:
+                        self.status.active_connections = self.work.fetcher.transfer.active
             # Someone else (a library caller) set the stop flag: that is an interruption too.
             interrupted = self.stopped_by is None and not self._finished()
         except KeyboardInterrupt:

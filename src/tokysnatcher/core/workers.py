@@ -43,7 +43,7 @@ class FetchPool:
     def __init__(
         self,
         work: ChapterWork,
-        events: queue.Queue[Event],
+        events: queue.SimpleQueue[Event],
         count_bytes: Callable[[ChapterJob], Callable[[int], None]],
         size: int,
     ) -> None:
