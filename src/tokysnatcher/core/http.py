@@ -219,7 +219,6 @@ class Fetcher:
                 f"{what}: {expected} bytes is over the {_mib(limit)} limit; refused",
                 kind=FailureKind.INVALID_MEDIA,
             )
-        counts = self.transfer._cell()
         received = 0
         mark_time, mark_bytes = self._clock(), 0  # when the last KiB of progress was made
         size = self.limiter.chunk_size() if self.limiter else CHUNK
@@ -262,7 +261,7 @@ class Fetcher:
                     )
                 if received - mark_bytes >= STALL_MIN_BYTES:
                     mark_time, mark_bytes = self._clock(), received
-                counts[0] += len(chunk)
+                self.transfer.add(len(chunk))  # lock-free: a counter of this thread's own
                 yield chunk
         finally:
             # Only a connection still mid-body can hold our value (a finished one went back
