@@ -18,12 +18,15 @@ import pytest
 
 from tokysnatcher.core.cover import fetch_cover
 from tokysnatcher.core.ffmpeg import FfmpegInfo, Tags, convert_command, resolve_ffmpeg
+from tokysnatcher.core.ffmpeg_image import probe_image
 from tokysnatcher.core.ffmpeg_m4b import ffmetadata_text, read_metadata
 from tokysnatcher.core.ffmpeg_run import run_ffmpeg
 from tokysnatcher.core.http import Fetcher, make_session
 from tokysnatcher.core.m4b import book_file_name, chapter_ranges, join_parts
 from tokysnatcher.core.mp4 import read_audio_track
 from tokysnatcher.errors import FailureKind, FfmpegError
+from tokysnatcher.standin.catalog import BookSpec
+from tokysnatcher.standin.media import MediaCache
 
 REAL = imageio_ffmpeg.get_ffmpeg_exe()
 RATE = 44100
@@ -376,6 +379,39 @@ def test_bad_covers_are_a_warning(
         messages
     )
     assert not (tmp_path / "work" / "cover.download").exists()
+
+
+def test_a_decompression_bomb_is_refused_from_its_header_without_decoding(
+    cover_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    """A 750 KB PNG declaring 16000x16000 pixels would take ~800 MB to decode: never decoded."""
+    base, root = cover_server
+    bomb = MediaCache(tmp_path / "cache", REAL).cover(
+        BookSpec(slug="bomb", title="Bomb", cover=True, huge_cover=True)
+    )
+    (root / "bomb.png").write_bytes(bomb.read_bytes())
+    calls = tmp_path / "ffmpeg-calls"
+    spy = tmp_path / "ffmpeg"  # any run of ffmpeg on the cover would be recorded here
+    spy.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit 1\n')
+    spy.chmod(0o755)
+    cover, messages = fetch(f"{base}/bomb.png", FfmpegInfo(str(spy), "spy", "option"), tmp_path)
+    assert cover is None
+    assert messages == [
+        "warning: cover not used: 16000x16000 pixels is too large for a cover "
+        "(at most 10000 pixels a side and 25 megapixels); not decoded"
+    ]
+    assert not calls.exists()
+    assert not list((tmp_path / "work").iterdir())
+
+
+def test_ffmpeg_refuses_more_pixels_than_the_bound_even_if_asked(
+    ff: FfmpegInfo, tmp_path: Path
+) -> None:
+    """Defence in depth: were a header to pass the check, the decoder still caps pixels."""
+    image(tmp_path, "c.png", "png", size="400x300")
+    assert probe_image(ff, tmp_path / "c.png", max_pixels=200_000).width == 400
+    with pytest.raises(FfmpegError, match="not a readable image"):
+        probe_image(ff, tmp_path / "c.png", max_pixels=100_000)
 
 
 def test_cover_url_must_be_http(ff: FfmpegInfo, tmp_path: Path) -> None:

@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from helpers import FFMPEG, audio_info, cli_env, fast_options, metadata, pcm, run_cli, tree
 from tokysnatcher.standin import StandinSite
+from tokysnatcher.standin.catalog import make_book
 from tokysnatcher.utils.atomic import sha256_file
 
 pytestmark = pytest.mark.integration
@@ -197,6 +199,23 @@ def test_chapters_make_a_named_m4b_of_just_those_and_no_cover(
     assert not [line for line in stream_lines(m4b) if "Video:" in line]
     assert requests_of(site, "cover") == covers_before
     assert manifest(folder)["book_file"]["name"] == m4b.name  # type: ignore[index]
+
+
+def test_a_cover_declaring_16000x16000_pixels_is_not_used_and_the_m4b_is_made(
+    standin_cache: Path, tmp_path: Path
+) -> None:
+    book = replace(
+        make_book("bomb-cover", title="Bomb Cover", chapters=2, chapter_seconds=4, cover=True),
+        huge_cover=True,
+    )
+    with StandinSite({book.slug: book}, cache_dir=standin_cache) as bombed:
+        result = run_cli([book.slug, "--format", "m4b", *fast_options(bombed, tmp_path)])
+        assert requests_of(bombed, "cover") == 1
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "cover not used: 16000x16000 pixels is too large for a cover" in result.stderr
+    m4b = book_folder(tmp_path) / "Bomb Cover.m4b"
+    assert not [line for line in stream_lines(m4b) if "Video:" in line]
+    assert audio_info(m4b)[1] == pytest.approx(8.0, abs=0.1)
 
 
 def test_keep_parts_puts_chapter_files_next_to_the_m4b(site: StandinSite, tmp_path: Path) -> None:

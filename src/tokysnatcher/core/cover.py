@@ -2,6 +2,10 @@
 
 A cover is a nicety: anything wrong with it (no answer, too large, not an image) is a warning and
 the m4b is made without one. Only a full disk, or a stop request, ends the step.
+
+A small file can declare a huge picture (a 2 MB PNG of 16000x16000 pixels decodes to gigabytes),
+so the size its header declares is checked before anything decodes it, and ffmpeg is told the
+same pixel bound in case the header lies.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import imagesize
+
 from tokysnatcher.core.ffmpeg import FfmpegInfo
 from tokysnatcher.core.ffmpeg_image import ImageFormat, image_format, image_to_jpeg, probe_image
 from tokysnatcher.core.http import Fetcher
@@ -19,6 +25,7 @@ from tokysnatcher.errors import DiskError, DownloadError, FailureKind
 
 MAX_COVER_BYTES = 10 * 2**20
 MAX_COVER_SIDE = 10_000  # pixels; players choke on (and nobody needs) anything larger
+MAX_COVER_PIXELS = 25_000_000  # 5000x5000: ~100 MB decoded; real covers are 9 MP at most
 _ATTEMPTS = 2
 _CODECS: dict[ImageFormat, str] = {"jpeg": "mjpeg", "png": "png"}
 
@@ -77,18 +84,42 @@ def fetch_cover(
 
 def _checked(download: Path, ffmpeg: FfmpegInfo, workdir: Path) -> Cover:
     """The downloaded file as a JPEG or PNG that ffmpeg decodes, of a sane size."""
+    declared = declared_size(download)
     with download.open("rb") as handle:
         kind = image_format(handle.read(16))
     if kind is None:
-        probe_image(ffmpeg, download)  # raises when ffmpeg cannot read it at all
+        probe_image(ffmpeg, download, max_pixels=MAX_COVER_PIXELS)  # raises if unreadable
         path, kind = workdir / "cover.jpg", "jpeg"
-        image_to_jpeg(ffmpeg, download, path)
+        image_to_jpeg(ffmpeg, download, path, max_pixels=MAX_COVER_PIXELS)
     else:
         path = workdir / ("cover.png" if kind == "png" else "cover.jpg")
         download.replace(path)
-    info = probe_image(ffmpeg, path)
+    info = probe_image(ffmpeg, path, max_pixels=MAX_COVER_PIXELS)
     if info.codec != _CODECS[kind]:
         raise ValueError(f"the file looks like {kind} but decodes as {info.codec}")
-    if not (0 < info.width <= MAX_COVER_SIDE and 0 < info.height <= MAX_COVER_SIDE):
-        raise ValueError(f"{info.width}x{info.height} pixels is not a usable cover size")
+    if (info.width, info.height) != declared:
+        raise ValueError(
+            f"the header declares {declared[0]}x{declared[1]} pixels "
+            f"but the picture is {info.width}x{info.height}"
+        )
     return Cover(path, kind, info.width, info.height)
+
+
+def declared_size(path: Path) -> tuple[int, int]:
+    """The picture size that ``path``'s header declares, checked against the limits.
+
+    Only the header is read (PNG IHDR, JPEG SOF, GIF, WebP ...), never the picture: raises
+    ``ValueError`` for a file whose header declares no size or too large a one.
+    """
+    try:
+        width, height = imagesize.get(path, exif_rotation=False)
+    except Exception as err:  # a hostile header must not crash the run; it is not an image
+        raise ValueError("not a readable image (its header is malformed)") from err
+    if width <= 0 or height <= 0:
+        raise ValueError("not a readable image (no picture size in its header)")
+    if width > MAX_COVER_SIDE or height > MAX_COVER_SIDE or width * height > MAX_COVER_PIXELS:
+        raise ValueError(
+            f"{width}x{height} pixels is too large for a cover (at most {MAX_COVER_SIDE} "
+            f"pixels a side and {MAX_COVER_PIXELS // 1_000_000} megapixels); not decoded"
+        )
+    return width, height

@@ -38,9 +38,15 @@ def image_format(data: bytes) -> ImageFormat | None:
     return None
 
 
-def probe_image(ffmpeg: FfmpegInfo, path: Path, *, timeout: float = 30.0) -> ImageInfo:
-    """Decode the first picture of ``path``; its codec and size, or ``FfmpegError``."""
+def probe_image(
+    ffmpeg: FfmpegInfo, path: Path, *, max_pixels: int, timeout: float = 30.0
+) -> ImageInfo:
+    """Decode the first picture of ``path``; its codec and size, or ``FfmpegError``.
+
+    A picture of more than ``max_pixels`` is refused by the decoder instead of being decoded.
+    """
     args = [ffmpeg.path, "-hide_banner", "-nostdin", "-nostats", "-xerror"]
+    args += ["-max_pixels", str(max_pixels)]
     args += ["-protocol_whitelist", PROTOCOL_WHITELIST, "-i", file_url(path)]
     args += ["-map", "0:v:0", "-frames:v", "1", "-f", "null", "-"]
     try:
@@ -58,10 +64,19 @@ def probe_image(ffmpeg: FfmpegInfo, path: Path, *, timeout: float = 30.0) -> Ima
     return ImageInfo(found.group(1), int(found.group(2)), int(found.group(3)))
 
 
-def image_to_jpeg(ffmpeg: FfmpegInfo, source: Path, output: Path, *, timeout: float = 60.0) -> None:
+def image_to_jpeg(
+    ffmpeg: FfmpegInfo, source: Path, output: Path, *, max_pixels: int, timeout: float = 60.0
+) -> None:
     """Re-encode the first picture of ``source`` (WebP, GIF, BMP ...) as a JPEG ``output``."""
     args = [ffmpeg.path, "-hide_banner", "-nostdin", "-v", "error", "-y"]
-    args += ["-protocol_whitelist", PROTOCOL_WHITELIST, "-i", file_url(source)]
+    args += [
+        "-max_pixels",
+        str(max_pixels),
+        "-protocol_whitelist",
+        PROTOCOL_WHITELIST,
+        "-i",
+        file_url(source),
+    ]
     args += ["-map", "0:v:0", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3"]
     args += ["-pix_fmt", "yuvj420p", "-f", "mjpeg", file_url(output)]
     try:

@@ -105,7 +105,9 @@ class BookSpec:
     made path-safe). ``stream_token=False`` makes the playlist API leave ``streamToken`` out, so
     clients must fall back to the ``postDetailToken`` (which the audio endpoint then accepts).
     ``details_extra`` adds (or replaces) fields of the details answer and ``details_omit`` drops
-    some, e.g. to serve ``bookTitle`` instead of ``title``.
+    some, e.g. to serve ``bookTitle`` instead of ``title``. ``huge_cover`` (with ``cover``) serves
+    a decompression bomb as the cover: a PNG of about 750 KB whose header declares 16000x16000
+    pixels, which would take gigabytes of memory to decode.
     """
 
     slug: str
@@ -114,6 +116,7 @@ class BookSpec:
     narrators: Sequence[str] = ()
     year: int | None = None
     cover: bool = False
+    huge_cover: bool = False
     tracks: Sequence[TrackSpec] = ()
     audio_book_id: str = ""
     post_detail_token: str = ""
