@@ -405,6 +405,18 @@ def command(
             show_default=False,
         ),
     ] = None,
+    transfer_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--transfer-timeout",
+            metavar="SECONDS",
+            parser=_number("transfer_timeout"),
+            help="A request still running after this long must have averaged 4 KiB/s, or it is "
+            "aborted and retried." + _default(_setting("transfer_timeout")),
+            rich_help_panel=RETRY,
+            show_default=False,
+        ),
+    ] = None,
     speed_limit: Annotated[
         str | None,
         typer.Option(
@@ -594,6 +606,7 @@ def command(
         "max_retries": max_retries,
         "retry_delay": retry_delay,
         "stall_timeout": stall_timeout,
+        "transfer_timeout": transfer_timeout,
         "speed_limit": speed_limit,
         "chapters": chapters,
         "resume": resume or None,

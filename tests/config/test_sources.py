@@ -158,6 +158,7 @@ def test_keys_may_use_underscores(tmp_path: Path) -> None:
         ("max_retries", [0, 100], [-1, 101]),
         ("retry_delay", [0, 0.25, 3600], [-0.1, 3600.5, float("inf")]),
         ("stall_timeout", [0.1, 3600], [0.05, 0]),
+        ("transfer_timeout", [1, 300, 86400], [0.5, 86401, float("nan")]),
     ],
 )
 def test_number_ranges_are_one_source_of_truth(

@@ -90,7 +90,7 @@ def test_a_byte_order_mark_is_accepted() -> None:
     assert len(parse_media_playlist("\ufeff" + media("a.ts"), BASE).segments) == 1
 
 
-@pytest.mark.parametrize("extinf", ["nan", "-3", "inf"])
+@pytest.mark.parametrize("extinf", ["nan", "-3", "inf", "-inf", "1e308", "0"])
 def test_a_nonsense_duration_counts_as_unknown(extinf: str) -> None:
     parsed = parse_media_playlist(media("a.ts", extinf=extinf), BASE)
     assert parsed.segments[0].duration == 0.0
@@ -151,3 +151,10 @@ def test_every_limit_leaves_room_for_real_audio() -> None:
     # 320 kbit/s (the most any lossy audiobook stream uses) with 10 % container overhead.
     for seconds in (1, 2, 6, 10, 30, 60):
         assert segment_size_limit(seconds) > seconds * 320_000 / 8 * 1.1
+
+
+def test_durations_that_add_up_to_an_absurd_chapter_count_as_unknown() -> None:
+    # Each under a week, together far over: the chapter's length is unknown, not 2.4 years.
+    parsed = parse_media_playlist(media(*(f"{n}.ts" for n in range(128)), extinf="600000"), BASE)
+    assert parsed.segments[0].duration == 600000.0
+    assert parsed.duration == 0.0

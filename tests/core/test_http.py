@@ -40,6 +40,7 @@ from tokysnatcher.standin import StandinSite
 K = FailureKind
 STALL = 0.5  # the stall timeout of every fetcher here: short, so the tests stay fast
 PULSE_STALL = 1.5  # the window of the one test whose margins are a fraction of it
+DEADLINE_STALL = 1.0  # the window of the deadline tests: the drip's pieces come 0.5 s apart
 BODY = bytes(range(256)) * 400  # 100 KiB
 
 
@@ -131,6 +132,17 @@ class _Scripted(socketserver.StreamRequestHandler):
                 self.wfile.flush()
                 if not self.pause(0.1):
                     break
+        elif path in ("/drip", "/steady"):
+            # /drip: 1,100 bytes every 0.5 s, a KiB in every window of DEADLINE_STALL but only
+            # 2.2 KB/s; /steady: 8 KiB every 0.2 s (40 KiB/s), slow but honest.
+            size, every = (1100, 0.5) if path == "/drip" else (8192, 0.2)
+            self.head("200 OK", len(BODY))
+            for start in range(0, len(BODY), size):
+                self.wfile.write(BODY[start : start + size])
+                self.wfile.flush()
+                if not self.pause(every):
+                    break
+            return path == "/steady"
         elif path == "/truncated":
             self.head("200 OK", len(BODY))
             self.wfile.write(BODY[:5000])
@@ -265,6 +277,57 @@ def test_a_stall_is_a_timeout_within_the_stall_window(
     assert STALL - 0.02 <= elapsed < STALL * (1 + STALL_SLACK) + 1.0, elapsed
     assert files_in(tmp_path) == []
     assert STALL_MIN_BYTES == 1024
+
+
+def test_a_drip_that_beats_the_stall_rule_is_cut_at_the_deadline(
+    server: _Server, tmp_path: Path
+) -> None:
+    session = make_session(1)
+    fetcher = Fetcher(
+        session,
+        connect_timeout=2.0,
+        stall_timeout=DEADLINE_STALL,
+        transfer_timeout=1.0,
+        stop=threading.Event(),
+    )
+    started = time.monotonic()
+    try:
+        error = fetch_error(
+            lambda: fetcher.fetch_to_file(
+                base(server) + "/drip", {}, tmp_path / "s.ts", what="segment 3", limit=1 << 20
+            )
+        )
+    finally:
+        session.close()
+    elapsed = time.monotonic() - started
+    assert error.kind is K.TIMEOUT
+    assert error.message == ("segment 3: too slow (over 1 s at under 4 KiB/s on average); stopped")
+    assert "--transfer-timeout" in (error.hint or "")
+    # 1 s plus a second per 4 KiB received: at 2.2 KB/s that is about 2.2 s, never the 47 s
+    # the body would take.
+    assert 1.0 <= elapsed < 5.0, elapsed
+    assert files_in(tmp_path) == []
+
+
+def test_a_slow_but_steady_transfer_outlives_the_deadline(server: _Server, tmp_path: Path) -> None:
+    session = make_session(1)
+    fetcher = Fetcher(
+        session,
+        connect_timeout=2.0,
+        stall_timeout=DEADLINE_STALL,
+        transfer_timeout=1.0,
+        stop=threading.Event(),
+    )
+    started = time.monotonic()
+    try:
+        size = fetcher.fetch_to_file(
+            base(server) + "/steady", {}, tmp_path / "s.ts", what="s", limit=1 << 20
+        )
+    finally:
+        session.close()
+    assert size == len(BODY)
+    assert time.monotonic() - started > 2.0  # well past transfer_timeout, and still whole
+    assert (tmp_path / "s.ts").read_bytes() == BODY
 
 
 def test_a_window_opened_again_by_progress_is_not_cut_short(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 import requests
 
-from tokysnatcher.standin import StandinSite
+from tokysnatcher.standin import BookSpec, StandinSite, TrackSpec
+
+from .support import SiteFactory
 
 DETAILS = "/api/v1/search/post-details"
 PLAYLIST = "/api/v1/playlist"
@@ -139,3 +142,19 @@ def test_unknown_paths_are_404_with_content_length(site: StandinSite) -> None:
     assert answer.status_code == 404
     assert int(answer.headers["Content-Length"]) == len(answer.content)
     assert requests.get(site.book_url("the-sample-book"), timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("declared", "raw"),
+    [(math.nan, "NaN"), (math.inf, "Infinity"), (-math.inf, "-Infinity"), (1e308, "1e+308")],
+)
+def test_a_declared_duration_goes_out_as_given(
+    make_site: SiteFactory, declared: float, raw: str
+) -> None:
+    track = TrackSpec(title="Odd", seconds=2.0, declared_duration=declared)
+    site = make_site(catalog={"odd": BookSpec(slug="odd", title="Odd", tracks=(track,))})
+    details = details_of(site, "odd")
+    body = {"audioBookId": details["audioBookId"], "postDetailToken": details["postDetailToken"]}
+    answer = post(site, PLAYLIST, body)
+    assert answer.status_code == 200
+    assert f'"duration": {raw}' in answer.text

@@ -197,6 +197,27 @@ def test_faults_reject_nonsense() -> None:
         Faults(error_kinds=("explode",))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="bandwidth"):
         Faults(bandwidth=0)
+    with pytest.raises(ValueError, match="trickle"):
+        Faults(trickle_bytes=0)
+
+
+def test_a_trickled_kind_sends_its_body_a_piece_at_a_time(make_site: SiteFactory) -> None:
+    site = make_site(Faults(trickle={"details"}, trickle_bytes=40, trickle_every=0.2))
+    url = f"{site.base_url}/api/v1/search/post-details"
+    started = time.monotonic()
+    with requests.post(url, json={"dynamicSlugId": "tiny"}, stream=True, timeout=5) as answer:
+        first = answer.raw.read(40)
+        body = first + answer.raw.read()
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 200
+    assert len(first) == 40
+    assert b'"dynamicSlugId": "tiny"' in body
+    # One pause per piece: the whole answer takes (pieces x 0.2 s).
+    assert elapsed >= 0.2 * (len(body) // 40) - 0.1
+    # Only the named kind trickles: the search answers at once.
+    started = time.monotonic()
+    requests.post(f"{site.base_url}/api/v1/search", json={"query": "tiny"}, timeout=5)
+    assert time.monotonic() - started < 0.5
 
 
 def test_client_disconnects_and_faults_print_nothing(

@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from tokysnatcher.errors import UsageError
-from tokysnatcher.utils.units import format_bytes, format_duration, parse_chapter_spec, parse_rate
+from tokysnatcher.utils.units import (
+    MAX_MEDIA_SECONDS,
+    format_bytes,
+    format_duration,
+    parse_chapter_spec,
+    parse_rate,
+    plausible_seconds,
+)
 
 
 @pytest.mark.parametrize(
@@ -44,3 +51,28 @@ def test_formatting() -> None:
     assert format_bytes(1536) == "1.5 KiB"
     assert format_duration(75) == "1:15"
     assert format_duration(3725) == "1:02:05"
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (12, 12.0),
+        (12.5, 12.5),
+        (MAX_MEDIA_SECONDS, float(MAX_MEDIA_SECONDS)),
+        (MAX_MEDIA_SECONDS + 1, None),
+        (float("nan"), None),
+        (float("inf"), None),
+        (float("-inf"), None),
+        (1e308, None),
+        (10**400, None),  # an integer no float can hold: JSON allows it
+        (0, None),
+        (-5.0, None),
+        (True, None),
+        ("12", None),
+        (None, None),
+    ],
+)
+def test_a_declared_duration_is_kept_only_when_plausible(
+    value: object, seconds: float | None
+) -> None:
+    assert plausible_seconds(value) == seconds

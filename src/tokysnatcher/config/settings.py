@@ -57,6 +57,7 @@ NUMBERS: dict[str, NumberRange] = {
     "max_retries": NumberRange("--max-retries", 0, 100, whole=True),
     "retry_delay": NumberRange("--retry-delay", 0, 3600, whole=False),
     "stall_timeout": NumberRange("--stall-timeout", 0.1, 3600, whole=False),
+    "transfer_timeout": NumberRange("--transfer-timeout", 1, 86400, whole=False),
 }
 #: The lowest ``--speed-limit`` (bytes/s): less is most likely a forgotten suffix (500 for 500K).
 MIN_SPEED_LIMIT = 1024.0
@@ -82,6 +83,9 @@ class Settings:
     max_retries: int = 3
     retry_delay: float = 2.0
     stall_timeout: float = 30.0
+    # A request running longer must have averaged core.http.MIN_TRANSFER_RATE: cuts off a drip
+    # that keeps just above the stall rule.
+    transfer_timeout: float = 300.0
     speed_limit: float | None = None
     chapters: str | None = None
     resume: bool = False

@@ -110,6 +110,7 @@ FIELDS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "max_retries": (_int, "max-retries"),
     "retry_delay": (_float, "retry-delay"),
     "stall_timeout": (_float, "stall-timeout"),
+    "transfer_timeout": (_float, "transfer-timeout"),
     "speed_limit": (parse_speed_limit, "speed-limit"),
     "chapters": (_str, "chapters"),
     "resume": (_bool, "resume"),
@@ -129,6 +130,7 @@ ENV_FIELDS = (
     "max_retries",
     "retry_delay",
     "stall_timeout",
+    "transfer_timeout",
     "speed_limit",
 )
 

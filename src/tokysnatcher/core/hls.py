@@ -14,6 +14,7 @@ from urllib.parse import urljoin, urlsplit
 import m3u8
 
 from tokysnatcher.errors import FailureKind, PlaylistError
+from tokysnatcher.utils.units import plausible_seconds
 
 MAX_PLAYLIST_BYTES = 1024 * 1024
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
@@ -140,10 +141,11 @@ def parse_media_playlist(text: str, playlist_url: str) -> MediaPlaylist:
             continue
         url = urljoin(playlist_url, seg.uri)
         _check_http_url(url, "segment URL")
-        duration = float(seg.duration or 0.0)
-        if not math.isfinite(duration) or duration < 0:
-            duration = 0.0  # a hostile EXTINF must not poison progress or the size limit
+        # A hostile EXTINF (NaN, infinite, negative, 1e308) must not poison progress, the
+        # size limit or the chapter's duration: it counts as 0, "unknown".
+        duration = plausible_seconds(seg.duration) or 0.0
         segments.append(Segment(index=position, url=url, duration=duration))
     if not segments:
         raise PlaylistError("the chapter playlist lists no segment", kind=FailureKind.INVALID_MEDIA)
-    return MediaPlaylist(tuple(segments), sum(s.duration for s in segments))
+    total = plausible_seconds(sum(s.duration for s in segments)) or 0.0
+    return MediaPlaylist(tuple(segments), total)

@@ -1,12 +1,15 @@
 """HTTP transfers: one pooled session, bounded reads, stall detection, a shared rate limit.
 
-Every read here has a bound (SPEC §5): the connect timeout, and a stall window. A transfer that
+Every read here has a bound (SPEC §5): the connect timeout, a stall window and a deadline, all
+applied by :class:`BoundedBody` (which the site's API client uses too). A transfer that
 receives less than 1 KiB within ``stall_timeout`` seconds (nothing at all included) is aborted
 as ``timeout``: each socket read waits only for what is left of the window, so a trickle is
 caught as quickly as silence. The socket's timeout is changed only when it is shorter than
 what is left, or longer by more than ``STALL_SLACK`` (5%) of the window: a stall is never
-reported early, and at most 5% of ``stall_timeout`` late. Bodies stream to disk in writes of
-about ``CHUNK`` bytes; nothing holds more than two chunks of a body in memory.
+reported early, and at most 5% of ``stall_timeout`` late. A drip that beats the stall rule is
+cut by the deadline: ``transfer_timeout`` seconds, plus one second per ``MIN_TRANSFER_RATE``
+bytes received. Bodies stream to disk in writes of about ``CHUNK`` bytes; nothing holds more
+than two chunks of a body in memory.
 
 Media requests go straight to the session's own urllib3 pool (the same keep-alive connections,
 limits and TLS settings ``requests`` uses): ``requests``' per-call preparation (merging
@@ -46,6 +49,10 @@ from tokysnatcher.utils.atomic import disk_error_for
 
 STALL_MIN_BYTES = 1024
 STALL_SLACK = 0.05  # how late (a fraction of the window) a stall may be seen; see the docstring
+# Bytes per second a transfer must average once it has run ``transfer_timeout`` seconds: below
+# the bitrate of any audiobook stream, so only a drip that games the stall rule ever falls short.
+MIN_TRANSFER_RATE = 4 * 1024
+TOO_SLOW_HINT = "The server sends too slowly; a larger --transfer-timeout may help on a slow link."
 REPORT_EVERY = 0.2  # seconds: the longest a received chunk waits to be written and reported
 USER_AGENT = "tokysnatcher (+https://github.com/tokysnatcher/tokysnatcher)"
 
@@ -75,6 +82,89 @@ def make_session(connections: int) -> requests.Session:
     return session
 
 
+class ReadTimedOut(Exception):
+    """A body broke the stall rule (``stalled``) or ran past its deadline (see BoundedBody)."""
+
+    def __init__(self, *, stalled: bool) -> None:
+        super().__init__("stalled" if stalled else "past its deadline")
+        self.stalled = stalled
+
+
+class BoundedBody:
+    """Reads one response body under the stall rule and the transfer deadline (SPEC §5).
+
+    A stall is less than ``STALL_MIN_BYTES`` arriving within ``stall_timeout`` seconds (nothing
+    at all included). The deadline is ``transfer_timeout`` seconds plus one per
+    ``MIN_TRANSFER_RATE`` bytes received: a server dripping just over 1 KiB per window is cut
+    off, while a large file on a slow but working link keeps its time. Each read waits only for
+    what is left of the nearer bound (plus at most ``STALL_SLACK`` of the window), so a trickle
+    is caught as soon as a silent server is. Time given to :meth:`paused` (our own rate limit)
+    counts against neither bound. :meth:`read` raises :class:`ReadTimedOut` when a bound is
+    reached; anything else the read raises is passed on as is.
+    """
+
+    def __init__(
+        self,
+        response: urllib3.BaseHTTPResponse,
+        *,
+        stall_timeout: float,
+        transfer_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.received = 0
+        self._response = response
+        self._clock = clock
+        self._window = stall_timeout
+        self._slack = STALL_SLACK * stall_timeout
+        self._budget = transfer_timeout
+        self._started = self._mark_time = clock()  # mark: when the last KiB of progress was made
+        self._mark_bytes = 0
+        self._timeout_set = stall_timeout  # urllib3 gave the socket this for the status line
+
+    def paused(self, seconds: float) -> None:
+        """``seconds`` were spent waiting on our side: the server is not to blame for them."""
+        self._mark_time += seconds
+        self._started += seconds
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the body, as soon as any arrive; ``b""`` at its end."""
+        now = self._clock()
+        window_left = min(self._mark_time + self._window - now, self._window)
+        deadline_left = self._started + self._budget + self.received / MIN_TRANSFER_RATE - now
+        if window_left <= 0 or deadline_left <= 0:
+            raise ReadTimedOut(stalled=window_left <= deadline_left)
+        left = min(window_left, deadline_left)
+        # A shorter timeout than ``left`` would report a stall early; a longer one lets it be
+        # seen late. Within the slack the socket is left alone: on a healthy transfer that
+        # spares a system call per read.
+        if not left <= self._timeout_set <= left + self._slack:
+            # Asked anew: once the body is complete urllib3 hands the connection back to the
+            # pool, where another request may use (or close) that socket.
+            sock = _socket_of(self._response)
+            if sock is not None:
+                with contextlib.suppress(OSError):  # closed under us: the read says so
+                    sock.settimeout(left)
+                self._timeout_set = left
+        try:
+            chunk = self._response.read1(size, decode_content=True)
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as err:
+            raise ReadTimedOut(stalled=window_left <= deadline_left) from err
+        self.received += len(chunk)
+        if self.received - self._mark_bytes >= STALL_MIN_BYTES:
+            self._mark_time, self._mark_bytes = self._clock(), self.received
+        return chunk
+
+    def close(self) -> None:
+        """Give the socket back the timeout urllib3 set, if it is still ours to change.
+
+        Only a connection still mid-body can hold our value (a finished one went back to the
+        pool untouched); it is closed next, so this is tidiness, not correctness.
+        """
+        if self._timeout_set != self._window and (sock := _socket_of(self._response)) is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(self._window)
+
+
 class Fetcher:
     """Runs single GET requests to disk or memory with every limit of SPEC §5 applied.
 
@@ -89,6 +179,7 @@ class Fetcher:
         connect_timeout: float,
         stall_timeout: float,
         stop: threading.Event,
+        transfer_timeout: float = 300.0,
         limiter: RateLimiter | None = None,
         transfer: Transfer | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -96,12 +187,12 @@ class Fetcher:
         self.session = session
         self.connect_timeout = connect_timeout
         self.stall_timeout = stall_timeout
+        self.transfer_timeout = transfer_timeout
         self.stop = stop
         self.limiter = limiter
         self.transfer = transfer or Transfer()
         self._clock = clock
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=stall_timeout)
-        self._slack = STALL_SLACK * stall_timeout
         self._pools: dict[tuple[str, str], urllib3.HTTPConnectionPool] = {}
 
     def _pool(self, url: str, parts: SplitResult) -> urllib3.HTTPConnectionPool:
@@ -206,12 +297,8 @@ class Fetcher:
         limit: int,
         cancelled: Callable[[], bool] | None,
     ) -> Iterator[bytes]:
-        """Yield body chunks, enforcing the size limit, Content-Length and the stall window.
-
-        A stall is less than ``STALL_MIN_BYTES`` arriving within ``stall_timeout`` seconds
-        (nothing at all included). Each read waits only for what is left of that window (plus
-        at most ``STALL_SLACK`` of it), so a trickle is caught as soon as a silent server is.
-        """
+        """Yield body chunks, enforcing the size limit, Content-Length, the stall window and the
+        deadline (see :class:`BoundedBody`)."""
         declared = response.headers.get("Content-Length")
         expected = int(declared) if declared and declared.isdigit() else None
         if expected is not None and expected > limit:
@@ -219,59 +306,42 @@ class Fetcher:
                 f"{what}: {expected} bytes is over the {_mib(limit)} limit; refused",
                 kind=FailureKind.INVALID_MEDIA,
             )
-        received = 0
-        mark_time, mark_bytes = self._clock(), 0  # when the last KiB of progress was made
         size = self.limiter.chunk_size() if self.limiter else CHUNK
-        window = self.stall_timeout
-        timeout_set = window  # urllib3 gave the socket the read timeout for the status line
+        body = BoundedBody(
+            response,
+            stall_timeout=self.stall_timeout,
+            transfer_timeout=self.transfer_timeout,
+            clock=self._clock,
+        )
         try:
             while True:
                 if self.stop.is_set() or (cancelled is not None and cancelled()):
                     raise SegmentError(f"{what}: cancelled", kind=FailureKind.CANCELLED)
                 if self.limiter is not None:
                     # Time spent waiting for our own rate limit is not the server's stall.
-                    mark_time += self.limiter.acquire(size, self.stop)
-                left = min(mark_time + window - self._clock(), window)
-                if left <= 0:
-                    raise self._stalled(what)
-                # A shorter timeout than ``left`` would report a stall early; a longer one lets
-                # it be seen late. Within the slack the socket is left alone: on a healthy
-                # transfer that spares a system call per read.
-                if not left <= timeout_set <= left + self._slack:
-                    # Asked anew: once the body is complete urllib3 hands the connection back to
-                    # the pool, where another request may use (or close) that socket.
-                    sock = _socket_of(response)
-                    if sock is not None:
-                        with contextlib.suppress(OSError):  # closed under us: the read says so
-                            sock.settimeout(left)
-                        timeout_set = left
+                    body.paused(self.limiter.acquire(size, self.stop))
                 try:
-                    chunk = response.read1(size, decode_content=True)
+                    chunk = body.read(size)
+                except ReadTimedOut as err:
+                    raise (self._stalled(what) if err.stalled else self._overdue(what)) from err
                 except Exception as err:  # urllib3 raises its own types for resets and timeouts
                     raise self._transfer_error(err, what) from err
                 if self.limiter is not None and len(chunk) < size:
                     self.limiter.refund(size - len(chunk))
                 if not chunk:
                     break
-                received += len(chunk)
-                if received > limit:
+                if body.received > limit:
                     raise SegmentError(
                         f"{what}: body is over the {_mib(limit)} limit; refused",
                         kind=FailureKind.INVALID_MEDIA,
                     )
-                if received - mark_bytes >= STALL_MIN_BYTES:
-                    mark_time, mark_bytes = self._clock(), received
                 self.transfer.add(len(chunk))  # lock-free: a counter of this thread's own
                 yield chunk
         finally:
-            # Only a connection still mid-body can hold our value (a finished one went back
-            # to the pool untouched); it is closed next, so this is tidiness, not correctness.
-            if timeout_set != window and (sock := _socket_of(response)) is not None:
-                with contextlib.suppress(OSError):
-                    sock.settimeout(window)
-        if expected is not None and received != expected:
+            body.close()
+        if expected is not None and body.received != expected:
             raise SegmentError(
-                f"{what}: body truncated ({received} of {expected} bytes)",
+                f"{what}: body truncated ({body.received} of {expected} bytes)",
                 kind=FailureKind.NETWORK,
                 hint=kind_hint(FailureKind.NETWORK),
             )
@@ -281,6 +351,14 @@ class Fetcher:
             f"{what}: no progress (under 1 KiB) in {self.stall_timeout:g} s; stalled",
             kind=FailureKind.TIMEOUT,
             hint=kind_hint(FailureKind.TIMEOUT),
+        )
+
+    def _overdue(self, what: str) -> SegmentError:
+        return SegmentError(
+            f"{what}: too slow (over {self.transfer_timeout:g} s at under "
+            f"{MIN_TRANSFER_RATE // 1024} KiB/s on average); stopped",
+            kind=FailureKind.TIMEOUT,
+            hint=TOO_SLOW_HINT,
         )
 
     def _write_body(

@@ -422,12 +422,14 @@ def open_runtime(settings: Settings, stop: threading.Event | None = None) -> Run
         session,
         settings.base_url,
         connect_timeout=settings.connect_timeout,
-        read_timeout=settings.stall_timeout,
+        stall_timeout=settings.stall_timeout,
+        transfer_timeout=settings.transfer_timeout,
     )
     fetcher = Fetcher(
         session,
         connect_timeout=settings.connect_timeout,
         stall_timeout=settings.stall_timeout,
+        transfer_timeout=settings.transfer_timeout,
         stop=stop,
         limiter=RateLimiter(settings.speed_limit) if settings.speed_limit else None,
     )

@@ -15,8 +15,18 @@ from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
+import urllib3
 
+from tokysnatcher.core.failures import describe_exception
+from tokysnatcher.core.http import (
+    MIN_TRANSFER_RATE,
+    TOO_SLOW_HINT,
+    BoundedBody,
+    ReadTimedOut,
+)
+from tokysnatcher.core.limits import CHUNK
 from tokysnatcher.errors import BookNotFoundError, SourceError, UsageError
+from tokysnatcher.utils.units import plausible_seconds
 
 API_PREFIX = "/api/v1"
 AUDIO_PREFIX = f"{API_PREFIX}/public/audio/"
@@ -158,11 +168,14 @@ class TokybookClient:
         base_url: str,
         *,
         connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
+        stall_timeout: float = 30.0,
+        transfer_timeout: float = 300.0,
     ) -> None:
         self.session = session
         self.base_url = normalize_base_url(base_url)
-        self._timeout = (connect_timeout, read_timeout)
+        self._timeout = (connect_timeout, stall_timeout)
+        self._stall_timeout = stall_timeout
+        self._transfer_timeout = transfer_timeout
         self._token: _TokenState | None = None
 
     # -- URLs --------------------------------------------------------------------------------
@@ -195,15 +208,22 @@ class TokybookClient:
 
     # -- API calls ---------------------------------------------------------------------------
     def _post(self, path: str, body: Mapping[str, Any], what: str) -> tuple[int, Any]:
+        """POST a JSON body; the status and the parsed answer (None for an HTTP error).
+
+        The answer is read under the same stall rule and deadline as media (SPEC §5), so a site
+        that trickles or drips its answer fails the call instead of holding the run.
+        """
         url = f"{self.base_url}{API_PREFIX}{path}"
         try:
             with self.session.post(url, json=dict(body), timeout=self._timeout, stream=True) as r:
-                raw = r.raw.read(MAX_JSON_BYTES + 1, decode_content=True)
+                raw = self._read_answer(r.raw, what)
                 status = r.status_code
+        except requests.ReadTimeout as err:
+            raise self._stalled(what) from err
         except requests.RequestException as err:
-            raise SourceError(f"could not reach {self.base_url} for {what}: {err}") from err
-        if len(raw) > MAX_JSON_BYTES:
-            raise SourceError(f"the site's answer for {what} is larger than 4 MiB; refused")
+            raise SourceError(
+                f"could not reach {self.base_url} for {what}: {describe_exception(err)}"
+            ) from err
         if status >= 400:
             return status, None
         try:
@@ -211,9 +231,47 @@ class TokybookClient:
         except ValueError as err:
             raise SourceError(f"the site's answer for {what} is not JSON") from err
 
+    def _read_answer(self, response: urllib3.BaseHTTPResponse, what: str) -> bytes:
+        """The whole body of an API answer, at most ``MAX_JSON_BYTES``."""
+        reader = BoundedBody(
+            response,
+            stall_timeout=self._stall_timeout,
+            transfer_timeout=self._transfer_timeout,
+        )
+        chunks: list[bytes] = []
+        try:
+            while chunk := reader.read(CHUNK):
+                chunks.append(chunk)
+                if reader.received > MAX_JSON_BYTES:
+                    raise SourceError(f"the site's answer for {what} is larger than 4 MiB; refused")
+        except ReadTimedOut as err:
+            if err.stalled:
+                raise self._stalled(what) from err
+            raise SourceError(
+                f"the site sent {what} too slowly (over {self._transfer_timeout:g} s at under "
+                f"{MIN_TRANSFER_RATE // 1024} KiB/s on average); stopped",
+                hint=TOO_SLOW_HINT,
+            ) from err
+        except (urllib3.exceptions.HTTPError, OSError) as err:  # a reset, a truncated body
+            raise SourceError(
+                f"could not read {what} from {self.base_url}: {describe_exception(err)}"
+            ) from err
+        finally:
+            reader.close()
+        return b"".join(chunks)
+
+    def _stalled(self, what: str) -> SourceError:
+        return SourceError(
+            f"the site stopped sending {what} (no progress in {self._stall_timeout:g} s)",
+            hint="The site is not answering; try again later, or use a larger --stall-timeout "
+            "on a slow link.",
+        )
+
     def book(self, slug: str) -> Book:
         """Book details (API §1). Unknown slugs raise :class:`BookNotFoundError`."""
-        status, data = self._post("/search/post-details", {"dynamicSlugId": slug}, "book details")
+        status, data = self._post(
+            "/search/post-details", {"dynamicSlugId": slug}, "the book details"
+        )
         if status == 404 or (
             status < 400
             and not (
@@ -269,15 +327,12 @@ class TokybookClient:
             if not isinstance(src, str) or not src.strip():
                 skipped.append(title or f"track {position}")
                 continue
-            duration = item.get("duration")
             tracks.append(
                 Track(
                     index=len(tracks) + 1,
                     title=title,
                     src=src.strip(),
-                    duration=float(duration)
-                    if isinstance(duration, int | float) and not isinstance(duration, bool)
-                    else None,
+                    duration=plausible_seconds(item.get("duration")),
                 )
             )
         token = data.get("streamToken") or book.post_detail_token

@@ -87,7 +87,9 @@ def playlist(state: SiteState, body: dict[str, Any]) -> Answer:
         src = track_src(state, book, index)
         if src is not None:
             entry["src"] = src
-        if track.advertise_duration:
+        if track.declared_duration is not None:
+            entry["duration"] = track.declared_duration
+        elif track.advertise_duration:
             seconds = track.seconds
             entry["duration"] = int(seconds) if seconds == int(seconds) else round(seconds, 3)
         tracks.append(entry)

@@ -62,7 +62,10 @@ class TrackSpec:
     ``src`` overrides where the track lives: for stream kinds it is the relative ``src`` the
     playlist API returns (its folder holds the segments); for a direct track it is the file's path
     under ``/files/``. ``frequency`` overrides the tone (Hz) of the generated audio.
-    ``advertise_duration=False`` leaves ``duration`` out of the playlist API answer.
+    ``advertise_duration=False`` leaves ``duration`` out of the playlist API answer;
+    ``declared_duration`` replaces the value it reports with any float, hostile ones included:
+    NaN and the infinities go out as the bare ``NaN``/``Infinity`` literals Python's json writes
+    (and JavaScript's never would), ``1e308`` as ``1e+308``.
     ``loop_seconds`` makes the audio cheap to generate: only that many seconds are encoded and
     then repeated by stream copy up to ``seconds`` (timestamps keep increasing, so the track is
     one valid stream of the full length; only the sound repeats). Encoding 20 hours takes
@@ -77,6 +80,7 @@ class TrackSpec:
     src: str | None = None
     frequency: float | None = None
     advertise_duration: bool = True
+    declared_duration: float | None = None
     loop_seconds: float | None = None
 
     def __post_init__(self) -> None:

@@ -29,6 +29,11 @@ class Faults:
     ``token_ttl`` (seconds) and ``token_max_uses`` (audio requests) expire stream tokens (403).
     ``missing_tracks`` holds ``(slug, 0-based track index)`` pairs that answer 404 forever.
     ``fail_first`` fails the first N requests of every audio path with ``error_kinds[0]``.
+    ``trickle`` names request kinds (as ``SiteStats`` counts them: ``details``, ``playlist``,
+    ``search``, ``m3u8``, ``segment``, ``file``, ``cover``) whose bodies trickle out
+    ``trickle_bytes`` at a time, one piece every ``trickle_every`` seconds: 1 byte a second
+    never trips a per-read socket timeout; just over 1 KiB per stall window never trips the
+    stall rule either (SPEC §5).
     """
 
     seed: int = 0
@@ -44,10 +49,14 @@ class Faults:
     missing_tracks: frozenset[tuple[str, int]] = field(default_factory=frozenset)
     fail_first: int = 0
     api_error_rate: float = 0.0
+    trickle: frozenset[str] = field(default_factory=frozenset)
+    trickle_bytes: int = 1
+    trickle_every: float = 1.0
 
     def __post_init__(self) -> None:
         # Accept lists from callers and the CLI; store hashable, immutable values.
         object.__setattr__(self, "error_kinds", tuple(self.error_kinds))
+        object.__setattr__(self, "trickle", frozenset(self.trickle))
         object.__setattr__(
             self, "missing_tracks", frozenset((str(s), int(i)) for s, i in self.missing_tracks)
         )
@@ -61,6 +70,8 @@ class Faults:
         for name in ("retry_after", "stall_seconds", "latency", "connection_setup", "fail_first"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.trickle_bytes < 1 or not self.trickle_every > 0:
+            raise ValueError("trickle_bytes must be at least 1 and trickle_every positive")
         if self.bandwidth is not None and self.bandwidth <= 0:
             raise ValueError("bandwidth must be positive (bytes per second) or None")
         if self.token_ttl is not None and self.token_ttl < 0:

@@ -39,6 +39,7 @@ class StandinHandler(QuietHandler):
         self.state.stats.connection_opened()
         self._body_started = 0.0
         self._body_sent = 0
+        self._kind = ""
 
     def handle(self) -> None:
         """Delay a new connection (simulated TLS handshake), then serve it."""
@@ -78,7 +79,7 @@ class StandinHandler(QuietHandler):
         self._pause(self.state.faults.latency)
         path = self.raw_path()
         kind = api.API_PATHS.get(path)
-        self.state.stats.count_request(kind or "other", path)
+        self._count(kind or "other", path)
         body = self._read_body()
         if kind is None:
             self._send_json(*api.error(404, f"no API endpoint {path}"))
@@ -103,7 +104,7 @@ class StandinHandler(QuietHandler):
             self._audio(path, head=head)
         elif path.startswith(FILES_PREFIX):
             route = self.state.routes.files.get(decode_path(path[len(FILES_PREFIX) :]))
-            self.state.stats.count_request("file", path)
+            self._count("file", path)
             if route is None:
                 self._send_json(*api.error(404, "no such file"), head=head)
             elif self._missing(route, path):
@@ -111,7 +112,7 @@ class StandinHandler(QuietHandler):
             else:
                 self._serve_route(route, path, head=head)
         elif path.startswith(COVERS_PREFIX):
-            self.state.stats.count_request("cover", path)
+            self._count("cover", path)
             cover = self.state.covers.get(path[len(COVERS_PREFIX) :].removesuffix(".jpg"))
             if cover is None:
                 self._send_json(*api.error(404, "no such cover"), head=head)
@@ -127,7 +128,7 @@ class StandinHandler(QuietHandler):
             kind = route.stat_kind
         else:
             kind = "m3u8" if path.endswith(".m3u8") else "segment"
-        self.state.stats.count_request(kind, path)
+        self._count(kind, path)
         faults = self.state.faults
         book_id = self.headers.get("X-Audiobook-Id")
         verdict = self.state.tokens.use(
@@ -226,10 +227,10 @@ class StandinHandler(QuietHandler):
         slug = path.removeprefix("/post/").strip("/")
         book = self.state.catalog.get(slug) if path.startswith("/post/") else None
         if book is None and path != "/":
-            self.state.stats.count_request("other", path)
+            self._count("other", path)
             self._send_json(*api.error(404, "not found"), head=head)
             return
-        self.state.stats.count_request("page", path)
+        self._count("page", path)
         if book is not None:
             text = f"<h1>{html.escape(book.title)}</h1><p>{html.escape(', '.join(book.authors))}"
         else:
@@ -241,6 +242,11 @@ class StandinHandler(QuietHandler):
         self._send(200, "text/html; charset=utf-8", [page], head=head)
 
     # -- plumbing -----------------------------------------------------------------------------
+    def _count(self, kind: str, path: str) -> None:
+        """Count the request under ``kind``, which also picks the faults its body gets."""
+        self._kind = kind
+        self.state.stats.count_request(kind, path)
+
     def _read_body(self) -> bytes:
         length_text = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding") or not (length_text or "0").isdigit():
@@ -323,7 +329,17 @@ class StandinHandler(QuietHandler):
         raise Abort
 
     def _write(self, data: bytes) -> None:
-        bandwidth = self.state.faults.bandwidth
+        faults = self.state.faults
+        if self._kind in faults.trickle:
+            for start in range(0, len(data), faults.trickle_bytes):
+                piece = data[start : start + faults.trickle_bytes]
+                self.wfile.write(piece)
+                self.wfile.flush()
+                self._body_sent += len(piece)
+                self.state.stats.add_bytes(len(piece))
+                self._pause(faults.trickle_every)
+            return
+        bandwidth = faults.bandwidth
         if not bandwidth:
             self.wfile.write(data)
             self._body_sent += len(data)

@@ -21,6 +21,23 @@ def parse_rate(text: str) -> float:
     return float(match.group(1)) * _FACTORS[match.group(2).lower()]
 
 
+#: The longest declared duration taken at its word: a week (no chapter or book is longer).
+MAX_MEDIA_SECONDS = 7 * 24 * 3600
+
+
+def plausible_seconds(value: object) -> float | None:
+    """A duration the site declared, in seconds; None when it is missing or absurd.
+
+    Not a number, not finite, zero or less, or over ``MAX_MEDIA_SECONDS``: unknown, so plans,
+    progress and checks do what they do without one instead of computing with it.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not 0 < value <= MAX_MEDIA_SECONDS:  # NaN fails this too; a huge int never meets float
+        return None
+    return float(value)
+
+
 def format_bytes(n: float) -> str:
     """Human-readable binary size: ``1.5 MiB``."""
     value = float(n)
