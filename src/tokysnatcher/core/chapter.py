@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,7 +33,15 @@ from tokysnatcher.core.retry import segment_backoff
 from tokysnatcher.core.status import ChapterView
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind, SourceError
 from tokysnatcher.sources.tokybook import Book, TokybookClient, Track
-from tokysnatcher.utils.atomic import disk_error_for, sha256_file
+from tokysnatcher.utils.atomic import atomic_write_text, disk_error_for, sha256_file
+from tokysnatcher.utils.links import (
+    fresh_dir,
+    fsync_file,
+    is_real_dir,
+    open_nofollow,
+    read_text_nofollow,
+    remove_tree,
+)
 
 T = TypeVar("T")
 # A Retry-After longer than this is left to the chapter-level retry queue instead of blocking a
@@ -178,11 +185,13 @@ class ChapterWork:
         media = parse_media_playlist(text, url)
         signature = "\n".join(urlsplit(s.url).path for s in media.segments) + "\n"
         marker = job.workdir / "segments.txt"
+        kept = is_real_dir(job.workdir) and (
+            read_text_nofollow(marker, len(signature.encode("utf-8")) + 1) == signature
+        )
         try:
-            if not marker.is_file() or marker.read_text("utf-8") != signature:
-                shutil.rmtree(job.workdir, ignore_errors=True)
-                job.workdir.mkdir(parents=True, exist_ok=True)
-                marker.write_text(signature, "utf-8")
+            if not kept:
+                fresh_dir(job.workdir)
+                atomic_write_text(marker, signature)
         except OSError as err:
             raise _disk_error(err, job.workdir) from err
         job.duration = media.duration or job.track.duration
@@ -237,7 +246,8 @@ class ChapterWork:
                 f"chapter {job.index}: not an http(s) URL", kind=FailureKind.INVALID_MEDIA
             )
         try:
-            job.workdir.mkdir(parents=True, exist_ok=True)
+            if not is_real_dir(job.workdir):
+                fresh_dir(job.workdir)
         except OSError as err:
             raise _disk_error(err, job.workdir) from err
         what = f"chapter {job.index} audio file"
@@ -272,7 +282,7 @@ class ChapterWork:
     def convert(self, job: ChapterJob, on_progress: Callable[[float], None]) -> tuple[int, str]:
         """Turn the fetched audio into the chapter's file; returns (size, sha256)."""
         sources = job.source_files()
-        missing = [path.name for path in sources if not path.is_file()]
+        missing = [path.name for path in sources if path.is_symlink() or not path.is_file()]
         if missing:
             # Never convert around a hole: the attempt fails and the retry fetches what is missing.
             raise DownloadError(
@@ -291,6 +301,12 @@ class ChapterWork:
         else:
             copy, extension = info.codec == "aac", "m4a"
         output = job.workdir / f"output.{extension}"
+        try:
+            # ffmpeg -y writes through a link: whatever a kept work folder holds under this name
+            # (an earlier output, or a planted link) goes first.
+            remove_tree(output)
+        except OSError as err:
+            raise _disk_error(err, output) from err
         args = convert_command(
             self.ffmpeg,
             source="pipe",
@@ -313,8 +329,7 @@ class ChapterWork:
         )
         try:
             size, digest = sha256_file(output)
-            with output.open("rb+") as handle:
-                os.fsync(handle.fileno())
+            fsync_file(output)
             if self.stop.is_set():
                 # The run is ending and may already have recorded this chapter as pending: do
                 # not put a file under its final name behind the manifest's back.
@@ -327,7 +342,8 @@ class ChapterWork:
             with contextlib.suppress(OSError):
                 output.unlink()
             raise _disk_error(err, job.dest) from err
-        shutil.rmtree(job.workdir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(job.workdir)
         return size, digest
 
 
@@ -337,6 +353,6 @@ def _disk_error(err: OSError, path: Path) -> DiskError:
 
 def _read_files(paths: list[Path]) -> Iterator[bytes]:
     for path in paths:
-        with path.open("rb") as handle:
+        with os.fdopen(open_nofollow(path), "rb") as handle:
             while chunk := handle.read(_FILE_CHUNK):
                 yield chunk

@@ -8,14 +8,17 @@ chapter marker per part, the cover (when the site has one) becomes the attached 
 Chapter boundaries are exact: each part's audio frames are counted from its MP4 sample table
 (:func:`read_audio_track`) and every packet of the join is stamped at ``frame index * frame
 length``, so marker ``k`` starts on the first frame of part ``k``. The result is written in the
-work folder, checked (frame count, chapters read back by ffmpeg), then renamed into the book
-folder and recorded as the manifest's ``book_file``.
+work folder under a name of its own, checked (frame count, chapters read back by ffmpeg), then
+renamed into the book folder and recorded as the manifest's ``book_file``: the ``.m4b`` name
+appears only for a join this process proved. Anything else in the join folder (an orphaned
+ffmpeg may finish writing after a ``kill -9``) is discarded by the next run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -38,9 +41,10 @@ from tokysnatcher.core.run import Action, BookPlan
 from tokysnatcher.errors import DiskError, FailureKind, FfmpegError, ManifestError
 from tokysnatcher.utils.atomic import disk_error_for, fsync_dir, sha256_file
 from tokysnatcher.utils.filenames import MAX_NAME_BYTES, sanitize_component
+from tokysnatcher.utils.links import fresh_dir, fsync_file, remove_tree
 from tokysnatcher.utils.manifest import ChapterCheck, ManifestManager
+from tokysnatcher.utils.manifest_schema import JOIN_DIR_NAME, WORK_DIR_NAME
 
-JOIN_DIR = "m4b"  # under <book>/.tokysnatcher/: the join's list, tags, cover and output
 # The faststart pass rewrites the whole file without printing progress: allow it some time even
 # when --stall-timeout is short.
 MIN_JOIN_STALL = 60.0
@@ -281,11 +285,10 @@ def _build(
     name: str,
     log: Log,
 ) -> M4bResult:
-    workdir = plan.folder / ".tokysnatcher" / JOIN_DIR
+    workdir = plan.folder / WORK_DIR_NAME / JOIN_DIR_NAME
     parts = [(c.dest, c.title) for c in plan.chapters]
     try:
-        shutil.rmtree(workdir, ignore_errors=True)  # what a killed join left behind
-        workdir.mkdir(parents=True)
+        fresh_dir(workdir)  # nothing a killed join left behind is used
     except OSError as err:
         raise (disk_error_for(err, workdir) or DiskError(f"cannot write {workdir}: {err}")) from err
     _check_space(plan.folder, [path for path, _ in parts])
@@ -296,7 +299,9 @@ def _build(
         cover = fetch_cover(plan.book.cover_url, fetcher, ffmpeg, workdir, log=log)
     else:
         log("the site gives no cover for this book", "info")
-    output = workdir / "book.m4b"
+    # A name of this join's own: an orphaned ffmpeg of a killed run, still finishing its file,
+    # can never write (or read back, for +faststart) the file this join makes.
+    output = workdir / f"book.{secrets.token_hex(4)}.m4b"
     log(f"joining {len(parts)} chapters into {name}", "info")
     tracks = join_parts(
         ffmpeg,
@@ -311,15 +316,15 @@ def _build(
     )
     target = plan.folder / name
     try:
-        with output.open("rb+") as handle:
-            os.fsync(handle.fileno())
+        fsync_file(output)
         size, digest = sha256_file(output)
         output.replace(target)
         fsync_dir(plan.folder)
     except OSError as err:
         raise (disk_error_for(err, target) or DiskError(f"cannot write {target}: {err}")) from err
     manifest.set_book_file(name, size, digest)
-    shutil.rmtree(workdir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        remove_tree(workdir)
     paths = [path for path, _ in parts]
     return _result(target, tracks, paths, rebuilt=True, cover=cover is not None)
 

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -30,6 +30,7 @@ from tokysnatcher.sources.tokybook import Book, Playlist, TokybookClient, parse_
 from tokysnatcher.utils.atomic import folder_lock, remove_stale_temps
 from tokysnatcher.utils.filenames import book_dir, chapter_filename
 from tokysnatcher.utils.library import PARTS_DIR_NAME, WORK_DIR_NAME, chapter_ext
+from tokysnatcher.utils.links import points_inside, remove_links_in, remove_tree
 from tokysnatcher.utils.manifest import (
     BookInfo,
     ChapterCheck,
@@ -37,6 +38,7 @@ from tokysnatcher.utils.manifest import (
     ChapterStatus,
     ManifestManager,
 )
+from tokysnatcher.utils.manifest_schema import JOIN_DIR_NAME
 from tokysnatcher.utils.units import parse_chapter_spec
 
 WORK_DIR = WORK_DIR_NAME
@@ -237,11 +239,19 @@ def check_destination(plan: BookPlan, *, create: bool) -> None:
             f"about {need // 2**20} MiB needed",
             hint="Free some space or choose another folder with -d.",
         )
+    work = plan.folder / WORK_DIR
+    if work.is_symlink() and not points_inside(work, plan.folder):
+        raise UsageError(
+            f"{work} is a link to {os.path.realpath(work)}, outside the book folder",
+            hint="Remove the link: tokysnatcher keeps its partial work inside the book folder.",
+        )
     if create:
         try:
-            (plan.folder / WORK_DIR).mkdir(parents=True, exist_ok=True)
+            if work.is_symlink():
+                work.unlink()  # it leads inside the book, where we never make links: planted
+            work.mkdir(parents=True, exist_ok=True)
             # A real write proves the folder is writable even where os.access is optimistic.
-            with tempfile.TemporaryFile(dir=plan.folder / WORK_DIR):
+            with tempfile.TemporaryFile(dir=work):
                 pass
         except OSError as err:
             code = errno.errorcode.get(err.errno or 0, "")
@@ -274,14 +284,21 @@ def _book_info(book: Book, playlist: Playlist, fmt: OutputFormat) -> BookInfo:
 def claim_folder(plan: BookPlan) -> Iterator[None]:
     """Create the book folder and hold its writer lock: one tokysnatcher per book at a time.
 
-    Raises :class:`ManifestError` (exit 2) when another process is working on the book. While
-    held, the temporary files a killed run left in the folder are removed; on the way out, an
-    empty work folder is too, so a finished book holds only its files and manifest.
+    Raises :class:`ManifestError` (exit 2) when another process is working on the book, and
+    :class:`UsageError` when the work folder is a link out of the book folder. While held, what
+    a killed run left is removed: temporary files, and an m4b join's output (its ffmpeg may
+    outlive a ``kill -9`` and finish writing; nothing proved that file). Links planted in the
+    work folder are removed, never followed. On the way out, an empty work folder is removed
+    too, so a finished book holds only its files and manifest.
     """
     check_destination(plan, create=True)
+    work = plan.folder / WORK_DIR
     with folder_lock(plan.folder):
+        remove_links_in(work)
         remove_stale_temps(plan.folder)
-        remove_stale_temps(plan.folder / WORK_DIR / PARTS_DIR_NAME)
+        remove_stale_temps(work / PARTS_DIR_NAME)
+        with suppress(OSError):
+            remove_tree(work / JOIN_DIR_NAME)
         try:
             yield
         finally:
@@ -351,7 +368,8 @@ def execute(
                     # "Fetch everything again": segments kept by an earlier run are not reused. A
                     # complete entry stays complete (its file is intact) until the chapter's new
                     # attempt starts, so a run killed before then loses nothing.
-                    shutil.rmtree(workdir, ignore_errors=True)
+                    with suppress(OSError):
+                        remove_tree(workdir)
                 elif entry is not None and entry.status is ChapterStatus.COMPLETE:
                     manifest.mark_pending(name)  # its file failed the check: it proves nothing
                 jobs.append(

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import BinaryIO, NoReturn, Self
 
 from tokysnatcher.errors import DiskError, ManifestError
+from tokysnatcher.utils.links import open_nofollow
 
 if sys.platform != "win32":
     import fcntl
@@ -234,12 +235,16 @@ def atomic_write_json(path: Path, obj: object) -> None:
 
 
 def sha256_file(path: Path, chunk: int = CHUNK_SIZE) -> tuple[int, str]:
-    """``(size, hex SHA-256)`` of a file, read in ``chunk``-byte pieces (bounded memory)."""
+    """``(size, hex SHA-256)`` of a file, read in ``chunk``-byte pieces (bounded memory).
+
+    A symbolic link at ``path`` raises ``OSError`` instead of being followed: what we hash is
+    what we vouch for, and a link planted after a check must not swap in another file.
+    """
     digest = hashlib.sha256()
     size = 0
     buffer = bytearray(chunk)
     view = memoryview(buffer)
-    with path.open("rb", buffering=0) as handle:
+    with os.fdopen(open_nofollow(path), "rb", buffering=0) as handle:
         while n := handle.readinto(buffer):
             digest.update(view[:n])
             size += n

@@ -27,6 +27,7 @@ from tokysnatcher import __version__
 from tokysnatcher.errors import FailureKind
 from tokysnatcher.utils.atomic import atomic_write_json, disk_error_for
 from tokysnatcher.utils.library import check_file, scan_doc
+from tokysnatcher.utils.links import is_real_dir
 from tokysnatcher.utils.manifest_schema import (
     ENTRY_FIELDS,
     MANIFEST_NAME,
@@ -226,7 +227,8 @@ class ManifestManager:
         """Compare the chapter's file with its entry: size first, then SHA-256.
 
         A chapter the manifest does not know, or does not claim complete, is ``incomplete``. A
-        symbolic link or anything but a regular file counts as ``missing``.
+        symbolic link or anything but a regular file counts as ``missing``, and so does an m4b
+        part whose work or parts folder is a link: we never made that link, nor the part.
         """
         entry = self.chapter(name)
         if entry is None or entry.status is not ChapterStatus.COMPLETE:
@@ -234,6 +236,9 @@ class ManifestManager:
         # parse_manifest and mark_complete guarantee both for a complete entry
         assert entry.size is not None
         assert entry.sha256 is not None
+        work = self.book_dir / WORK_DIR_NAME
+        if self.format == "m4b" and not (is_real_dir(work) and is_real_dir(work / PARTS_DIR_NAME)):
+            return ChapterCheck.MISSING
         return check_file(self.chapter_path(name), entry.size, entry.sha256)
 
     def is_complete_on_disk(self, name: str) -> bool:

@@ -27,6 +27,7 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = ".tokysnatcher.json"
 WORK_DIR_NAME = ".tokysnatcher"  # partial work: segments, .part files, m4b chapter parts
 PARTS_DIR_NAME = "parts"  # under WORK_DIR_NAME: the per-chapter parts of an m4b
+JOIN_DIR_NAME = "m4b"  # under WORK_DIR_NAME: an m4b join's list, tags, cover and output
 AUDIO_EXTS = ("mp3", "m4a", "m4b")
 MAX_MANIFEST_BYTES = 32 * 1024 * 1024  # a 1000-chapter manifest is well under 1 MiB
 
