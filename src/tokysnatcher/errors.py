@@ -110,7 +110,11 @@ class BookNotFoundError(SourceError):
 
 
 class DownloadError(TokysnatcherError):
-    """One request or step of a chapter failed; ``kind`` says how (SPEC §5)."""
+    """One request or step of a chapter failed; ``kind`` says how (SPEC §5).
+
+    ``retry`` overrides whether the chapter is tried again (default: its kind's ``transient``):
+    audio shorter than its playlist declares is ``invalid_media``, yet a new fetch may mend it.
+    """
 
     def __init__(
         self,
@@ -119,10 +123,17 @@ class DownloadError(TokysnatcherError):
         kind: FailureKind,
         retry_after: float | None = None,
         hint: str | None = None,
+        retry: bool | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.kind = kind
         self.retry_after = retry_after
+        self._retry = retry
+
+    @property
+    def transient(self) -> bool:
+        """True when another attempt of the chapter may succeed."""
+        return self.kind.transient if self._retry is None else self._retry
 
 
 class PlaylistError(DownloadError):

@@ -296,6 +296,7 @@ _CHECK_LABELS = {
     "hash_mismatch": "hash mismatch",
     "incomplete": "incomplete",
     "decode_error": "decode error",
+    "duration_mismatch": "wrong length",
 }
 _STATE_STYLES = {
     "complete": "green",

@@ -23,13 +23,14 @@ from tokysnatcher.core.ffmpeg import (
     ENV_VAR,
     FfmpegInfo,
     Tags,
+    Target,
     clear_resolution_cache,
     convert_command,
     resolve_ffmpeg,
     track_tag,
 )
-from tokysnatcher.core.ffmpeg_probe import decode_check, decoded_md5, probe
-from tokysnatcher.core.ffmpeg_run import run_ffmpeg
+from tokysnatcher.core.ffmpeg_probe import audio_seconds, decode_check, decoded_md5, probe
+from tokysnatcher.core.ffmpeg_run import disk_refusal, run_ffmpeg
 from tokysnatcher.core.progress import ProgressSample
 from tokysnatcher.errors import (
     DiskError,
@@ -396,10 +397,70 @@ def test_probe_of_garbage_is_invalid_media(ff: FfmpegInfo, media: dict[str, Path
 
 
 def test_decode_check(ff: FfmpegInfo, media: dict[str, Path]) -> None:
-    assert decode_check(ff, media["aac"], timeout=30) is None
-    problem = decode_check(ff, media["damaged"], timeout=30)
+    clean = decode_check(ff, media["aac"], timeout=30)
+    assert clean.problem is None
+    assert clean.seconds == pytest.approx(SECONDS, abs=0.1)
+    problem, seconds = decode_check(ff, media["damaged"], timeout=30)
     assert problem is not None
     assert "0x" not in problem  # ffmpeg's "[aac @ 0x55…]" prefix is stripped
+    assert seconds is None
+
+
+def _with_a_hole(source: Path, dest: Path) -> Path:
+    """``source`` (MPEG-TS) without its middle third, cut at packet bounds: a lost segment."""
+    data = source.read_bytes()
+    third = len(data) // 3 // 188 * 188
+    dest.write_bytes(data[:third] + data[2 * third :])
+    return dest
+
+
+@pytest.mark.parametrize(("target", "copy", "ext"), [("m4a", True, "m4a"), ("mp3", False, "mp3")])
+def test_audio_seconds_counts_the_audio_not_the_timestamps(
+    ff: FfmpegInfo, media: dict[str, Path], tmp_path: Path, target: Target, copy: bool, ext: str
+) -> None:
+    """Why the length check cannot use ffmpeg's out_time: a hole keeps the timeline's end."""
+    holed = _with_a_hole(media["aac"], tmp_path / "holed.ts")
+    out = tmp_path / f"out.{ext}"
+    args = convert_command(
+        ff,
+        source=holed,
+        source_format="mpegts",
+        output=out,
+        target=target,
+        codec_copy=copy,
+        tags=TAGS,
+        source_codec="aac",
+    )
+    samples: list[ProgressSample] = []
+    run_ffmpeg(args, stall_timeout=10, on_progress=samples.append)
+    assert samples[-1].seconds_done == pytest.approx(SECONDS, abs=0.1)  # the timeline's end
+    held = audio_seconds(ff, out)
+    assert held is not None
+    assert held == pytest.approx(SECONDS * 2 / 3, abs=0.25)  # what is really there
+
+
+def test_decode_check_counts_an_mp3_cut_short_after_its_header(
+    ff: FfmpegInfo, media: dict[str, Path], tmp_path: Path
+) -> None:
+    """The Xing header of an MP3 cut short later still claims the full length; a decode does not."""
+    full = tmp_path / "full.mp3"
+    args = convert_command(
+        ff,
+        source=media["aac"],
+        source_format="mpegts",
+        output=full,
+        target="mp3",
+        codec_copy=False,
+        tags=TAGS,
+        source_codec="aac",
+    )
+    run_ffmpeg(args, stall_timeout=10)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    assert audio_seconds(ff, cut) == pytest.approx(SECONDS, abs=0.1)  # the header's frame count
+    decoded = decode_check(ff, cut)
+    assert decoded.seconds is not None
+    assert decoded.seconds < SECONDS * 0.75
 
 
 def test_corrupt_input_is_invalid_media(
@@ -440,6 +501,79 @@ def test_full_disk_is_a_disk_error(ff: FfmpegInfo, media: dict[str, Path]) -> No
     with pytest.raises(DiskError, match="No space left on device") as caught:
         run_ffmpeg(args, stall_timeout=10)  # no partial_output: never unlink /dev/full
     assert caught.value.kind is FailureKind.DISK
+
+
+def _refusing_prefix(how: str, folder: Path) -> list[str]:
+    """A command prefix under which the real file system refuses ffmpeg writes into ``folder``.
+
+    Tests run as root, whom permission bits do not stop: ``read-only`` mounts a read-only tmpfs
+    on ``folder`` in a private mount namespace (EROFS), ``no-permission`` runs ffmpeg as nobody
+    (EACCES).
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount or to switch users")
+    if how == "read-only":
+        if subprocess.run(["unshare", "-m", "true"], check=False).returncode != 0:
+            pytest.skip("cannot make a mount namespace here")
+        script = 'mount -t tmpfs -o ro tokysnatcher-test "$1" && shift && exec "$@"'
+        return ["unshare", "-m", "--", "sh", "-c", script, "sh", str(folder)]
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+
+
+@pytest.mark.parametrize(
+    ("how", "words"),
+    [("read-only", "Read-only file system"), ("no-permission", "Permission denied")],
+)
+def test_an_output_the_file_system_refuses_is_a_disk_error(
+    ff: FfmpegInfo, media: dict[str, Path], tmp_path: Path, how: str, words: str
+) -> None:
+    """Real ffmpeg, real EROFS / EACCES on opening its output: ``disk``, not ``invalid_media``."""
+    folder = tmp_path / "out"
+    folder.mkdir(mode=0o755)
+    out = folder / "output.mp3"
+    args = convert_command(
+        ff,
+        source="pipe",
+        source_format="mpegts",
+        output=out,
+        target="mp3",
+        codec_copy=False,
+        tags=TAGS,
+        source_codec="aac",
+    )
+    prefix = _refusing_prefix(how, folder)
+    with pytest.raises(DiskError) as caught:
+        run_ffmpeg(
+            [*prefix, *args],
+            stall_timeout=10,
+            stdin_chunks=iter([media["aac"].read_bytes()]),
+            partial_output=out,
+        )
+    message = caught.value.message
+    assert caught.value.kind is FailureKind.DISK
+    assert words in message, message
+    assert str(out) in message, message
+    assert "\n" not in message
+    assert "0x" not in message
+    assert not out.exists()
+
+
+def test_disk_refusal_is_only_the_file_system_refusing() -> None:
+    refused = disk_refusal(
+        [
+            "[out#0/mp3 @ 0x55d0] Error opening output file file:/b/output.mp3: Permission denied",
+            "Error opening output files: Permission denied",
+        ]
+    )
+    assert refused == "Error opening output file file:/b/output.mp3: Permission denied"
+    assert disk_refusal(["[mp3 @ 0x1] Error writing trailer: No space left on device"]) == (
+        "Error writing trailer: No space left on device"
+    )
+    damaged = "[aac @ 0x5] Input buffer exhausted before END element found"
+    assert disk_refusal([damaged, "Invalid data found when processing input"]) is None
+    assert (
+        disk_refusal(["[concat @ 0x2] Unsafe file name 'a:b'", "Operation not permitted"]) is None
+    )
 
 
 def test_failing_stdin_source_aborts_without_a_truncated_file(

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from tokysnatcher.core.hls import (
+    DURATION_TOLERANCE,
     MAX_PLAYLIST_BYTES,
     MAX_SEGMENT_BYTES,
     MIN_SEGMENT_LIMIT,
@@ -158,3 +159,21 @@ def test_durations_that_add_up_to_an_absurd_chapter_count_as_unknown() -> None:
     parsed = parse_media_playlist(media(*(f"{n}.ts" for n in range(128)), extinf="600000"), BASE)
     assert parsed.segments[0].duration == 600000.0
     assert parsed.duration == 0.0
+
+
+@pytest.mark.parametrize(
+    ("head", "extinf", "tolerance"),
+    [
+        ("#EXT-X-VERSION:3\n", "2.000000", DURATION_TOLERANCE),
+        ("#EXT-X-VERSION:3\n", "2", DURATION_TOLERANCE),  # version 3 may state fractions
+        ("", "2.005", DURATION_TOLERANCE),  # no version tag, but fractions: precise
+        ("", "2", DURATION_TOLERANCE + 3 * 0.5),  # whole seconds, each rounded by up to 0.5 s
+        ("#EXT-X-VERSION:2\n", "2", DURATION_TOLERANCE + 3 * 0.5),
+    ],
+)
+def test_the_length_tolerance_follows_the_precision_of_the_extinf_durations(
+    head: str, extinf: str, tolerance: float
+) -> None:
+    parsed = parse_media_playlist(media("a.ts", "b.ts", "c.ts", extinf=extinf, head=head), BASE)
+    assert parsed.tolerance == pytest.approx(tolerance)
+    assert parsed.duration == pytest.approx(3 * float(extinf))

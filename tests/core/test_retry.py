@@ -179,6 +179,17 @@ def test_transient_kinds_are_retried(kind: FailureKind) -> None:
     assert policy().increment(err(kind)).retries_used == 1
 
 
+def test_audio_shorter_than_declared_is_invalid_media_yet_retried() -> None:
+    short = DownloadError("chapter 2: the audio lasts 2.1 s", kind=K.INVALID_MEDIA, retry=True)
+    once = policy(max_retries=1).increment(short)
+    assert once.retries_used == 1
+    with pytest.raises(RetriesExhausted) as caught:
+        once.increment(short)
+    assert caught.value.reason is GiveUpReason.EXHAUSTED
+    assert caught.value.kind is K.INVALID_MEDIA
+    assert not DownloadError("x", kind=K.NETWORK, retry=False).transient
+
+
 def test_retry_after_is_honoured_and_capped() -> None:
     first = policy().increment(err(K.RATE_LIMITED))
     assert first.delay(retry_after=30.0) == 30.0

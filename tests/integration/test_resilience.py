@@ -7,6 +7,7 @@ and runs ``python -m tokysnatcher`` in a child process with real ffmpeg.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -168,6 +169,52 @@ def test_a_disk_that_refuses_writes_stops_the_whole_run_cleanly(
     assert kinds.count("disk") == 1, chapters
     assert {entry["status"] for entry in chapters.values()} <= {"failed", "pending"}
     assert not list(book_folder(root).glob("*.m4a"))
+
+
+@pytest.mark.parametrize("faulty_site", [Faults()], indirect=True)
+def test_an_ffmpeg_output_on_a_read_only_file_system_stops_the_run(
+    faulty_site: StandinSite, tmp_path: Path
+) -> None:
+    """Chapter 2's conversion output is a read-only mount: ffmpeg's EROFS is a ``disk`` stop.
+
+    The run happens in a private mount namespace (tests run as root, whom permission bits do
+    not stop): a read-only bind mount sits where ffmpeg writes chapter 2, so its segments land
+    but opening the output fails, as on a folder that turned read-only.
+    """
+    if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], check=False).returncode:
+        pytest.skip("needs root and mount namespaces")
+    root = tmp_path / "lib"
+    output = book_folder(root) / ".tokysnatcher" / "0002" / "output.mp3"
+    script = (
+        'mkdir -p "$(dirname "$1")" && : > "$1" && mount --bind "$1" "$1" && '
+        'mount -o remount,ro,bind "$1" && shift && exec "$@"'
+    )
+    command = [sys.executable, "-m", "tokysnatcher", SLUG, *fast_options(faulty_site, root)]
+    result = subprocess.run(
+        ["unshare", "-m", "--", "sh", "-c", script, "sh", str(output), *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr + result.stdout
+    stopped = [line for line in result.stdout.splitlines() if line.startswith("stopped: ")]
+    assert len(stopped) == 1, result.stdout
+    assert "Read-only file system" in stopped[0], stopped
+    assert "0002" in stopped[0], stopped
+    assert "--resume" in result.stdout
+    chapters = manifest_of(book_folder(root))["chapters"]
+    second = chapters["02 - The Long Road.mp3"]
+    assert (second["status"], second["last_error"]["kind"]) == ("failed", "disk"), second
+    others = [entry for name, entry in chapters.items() if not name.startswith("02 ")]
+    # The run stopped for the disk: no other chapter failed, each is done or waits for --resume.
+    assert {entry["status"] for entry in others} <= {"complete", "pending"}, chapters
+    for name, entry in chapters.items():
+        if entry["status"] == "complete":
+            assert (entry["size"], entry["sha256"]) == sha256_file(book_folder(root) / name)
+    assert "invalid_media" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

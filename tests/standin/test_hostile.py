@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from tokysnatcher.standin import BookSpec, StandinSite, default_catalog
+from tokysnatcher.standin.catalog import TrackKind, TrackSpec
 
 from .support import BookClient
 
@@ -97,3 +98,65 @@ def test_huge_segment_advertises_over_64_mib(book: BookClient) -> None:
     assert advertised > 64 * MIB
     assert len(first) == 1024
     assert book.get(book.segment_path(5, 0)).status_code == 200  # the site is fine after
+
+
+def _short_book() -> BookSpec:
+    kinds = (TrackKind.HOSTILE_SHORT_SEGMENT, TrackKind.HOSTILE_JUNK_VARIANT)
+    tracks = [
+        TrackSpec(title=kind.value, seconds=4.0, segment_seconds=2.0, kind=kind) for kind in kinds
+    ]
+    tracks.append(TrackSpec(title="short file", seconds=4.0, kind=TrackKind.HOSTILE_SHORT_FILE))
+    return BookSpec(slug="short-audio", title="Short Audio", tracks=tracks)
+
+
+@pytest.fixture(scope="module")
+def short_site() -> Iterator[StandinSite]:
+    with StandinSite(catalog={"short-audio": _short_book()}) as site:
+        yield site
+
+
+def test_a_short_segment_is_cut_without_content_length(
+    short_site: StandinSite, open_book: OpenBook
+) -> None:
+    book = open_book(short_site, "short-audio")
+    full = short_site.segment_paths("short-audio", 0)[1].read_bytes()
+    answer = book.get(book.segment_path(0, 1))
+    assert answer.status_code == 200
+    assert "Content-Length" not in answer.headers  # ends when the server closes: looks whole
+    assert answer.content == full[: len(answer.content)]
+    assert 0 < len(answer.content) <= len(full) // 3
+
+
+def test_a_short_file_is_cut_without_content_length(
+    short_site: StandinSite, open_book: OpenBook
+) -> None:
+    book = open_book(short_site, "short-audio")
+    src = short_site.track_src("short-audio", 2)
+    assert src is not None
+    full = short_site.source_media("short-audio", 2).read_bytes()
+    answer = book.session.get(src, timeout=5)
+    assert answer.status_code == 200
+    assert "Content-Length" not in answer.headers
+    assert answer.content == full[: len(answer.content)]
+    assert 0 < len(answer.content) <= len(full) // 3
+
+
+def test_a_junk_variant_lives_on_another_host_with_short_segments(
+    short_site: StandinSite, open_book: OpenBook
+) -> None:
+    book = open_book(short_site, "short-audio")
+    master = book.get(book.playlist_path(1)).text
+    assert "#EXT-X-STREAM-INF" in master
+    (variant,) = uris(master)
+    assert urlsplit(variant).hostname != urlsplit(short_site.base_url).hostname
+    media = requests.get(variant, timeout=5)  # no token: the other host asks for none
+    assert media.status_code == 200
+    names = uris(media.text)
+    assert len(names) == 2
+    assert "#EXTINF:2" in media.text  # declares the real durations
+    segment = requests.get(variant.rsplit("/", 1)[0] + "/" + names[0], timeout=5)
+    full = short_site.segment_paths("short-audio", 1)[0].read_bytes()
+    assert segment.status_code == 200
+    assert segment.headers["Content-Length"] == str(len(segment.content))  # a whole response
+    assert 0 < len(segment.content) <= len(full) // 3
+    assert requests.get(variant + "x", timeout=5).status_code == 403  # the rest is refused

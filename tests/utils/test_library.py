@@ -175,8 +175,8 @@ def test_verify_deep_check_reports_files_that_do_not_decode(tmp_path: Path) -> N
     size, digest = sha256_file(book / "02 - Part 2.mp3")
     manager.mark_complete("02 - Part 2.mp3", size=size, sha256=digest)  # hash agrees, audio bad
 
-    def starts_like_mp3(path: Path) -> str | None:
-        return None if path.read_bytes().startswith(b"ID3") else "no MP3 header"
+    def starts_like_mp3(path: Path) -> tuple[str | None, float | None]:
+        return (None if path.read_bytes().startswith(b"ID3") else "no MP3 header"), None
 
     report = verify_folder(book, deep_check=starts_like_mp3)
     assert [row.check for row in report.rows] == [ChapterCheck.OK, ChapterCheck.DECODE_ERROR]

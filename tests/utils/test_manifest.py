@@ -19,6 +19,7 @@ from tokysnatcher.utils.manifest import (
     ChapterStatus,
     ManifestManager,
 )
+from tokysnatcher.utils.manifest_schema import ExpectedDuration
 
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
@@ -293,6 +294,14 @@ def test_corrupt_manifest_is_moved_aside_and_rebuilt_from_files(
         {"index": 1, "title": "A", "status": "complete", "size": 1, "sha256": "XYZ"},
         {"index": 1, "title": "A", "status": "failed", "last_error": "boom"},
         {"index": 1, "title": "A", "status": ["pending"]},
+        {"index": 1, "title": "A", "status": "pending", "expected_duration": 40},
+        {"index": 1, "title": "A", "status": "pending", "expected_duration": {"seconds": 4}},
+        {
+            "index": 1,
+            "title": "A",
+            "status": "pending",
+            "expected_duration": {"seconds": "NaN", "tolerance": 0.5},
+        },
         "not an object",
     ],
 )
@@ -484,3 +493,57 @@ def test_newer_schema_error_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as caught:
         ManifestManager.load(tmp_path)
     assert str(tmp_path / ".tokysnatcher.json") in caught.value.message
+
+
+def test_the_expected_length_is_recorded_with_a_complete_chapter_only(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    name = "01 - A.mp3"
+    manager.ensure_chapter(name, index=1, title="A")
+    manager.mark_downloading(name)
+    assert "expected_duration" not in on_disk(tmp_path)["chapters"][name]
+    size, digest = write_chapter(tmp_path / name, b"ID3 audio" * 100)
+    expected = ExpectedDuration(40.031, 0.5)
+    manager.mark_complete(name, size=size, sha256=digest, expected_duration=expected)
+    entry = on_disk(tmp_path)["chapters"][name]
+    assert entry["expected_duration"] == {"seconds": 40.031, "tolerance": 0.5}
+    reloaded = ManifestManager.load(tmp_path)
+    assert reloaded is not None
+    chapter = reloaded.chapter(name)
+    assert chapter is not None
+    assert chapter.expected_duration == expected
+    manager.mark_pending(name)  # its file proves nothing any more, nor does the length
+    assert "expected_duration" not in on_disk(tmp_path)["chapters"][name]
+
+
+def test_a_manifest_from_before_lengths_were_recorded_loads_and_saves(tmp_path: Path) -> None:
+    """0.5.0 entries have no ``expected_duration``: the same schema version, read as unknown."""
+    manager = open_manager(tmp_path)
+    name = "01 - A.mp3"
+    manager.ensure_chapter(name, index=1, title="A")
+    size, digest = write_chapter(tmp_path / name, b"ID3 audio" * 100)
+    manager.mark_complete(name, size=size, sha256=digest)
+    data = on_disk(tmp_path)
+    assert data["schema_version"] == 1
+    assert "expected_duration" not in data["chapters"][name]
+    old = ManifestManager.open(tmp_path, make_book(), tool_version="0.5.0")
+    chapter = old.chapter(name)
+    assert chapter is not None
+    assert chapter.expected_duration is None
+    assert old.is_complete_on_disk(name)
+    old.save()
+    assert on_disk(tmp_path)["chapters"][name] == data["chapters"][name]
+
+
+@pytest.mark.parametrize(
+    ("measured", "problem"),
+    [(40.0, None), (40.5, None), (39.5, None), (39.4, "lasts 39.4 s, not the 40.0 s"), (None, "")],
+)
+def test_an_expected_length_allows_its_tolerance_either_way(
+    measured: float | None, problem: str | None
+) -> None:
+    found = ExpectedDuration(40.0, 0.5).mismatch(measured)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found

@@ -32,14 +32,16 @@ def verify(folder: Path, settings: Settings, output: Output, *, deep: bool) -> E
 
         ffmpeg = resolve_ffmpeg(settings.ffmpeg)
 
-        def deep_check(path: Path) -> str | None:
+        def deep_check(path: Path) -> tuple[str | None, float | None]:
             return decode_check(ffmpeg, path)
 
     folder = folder.absolute()
     if not deep:
         output.info(f"verifying {folder} (size and SHA-256 of every chapter)...")
     else:
-        output.info(f"verifying {folder} (size, SHA-256 and a full decode of every chapter)...")
+        output.info(
+            f"verifying {folder} (size, SHA-256, a full decode and the length of every chapter)..."
+        )
     report = verify_folder(folder, deep_check=deep_check)
     for warning in report.warnings:
         output.warn(warning)

@@ -8,6 +8,7 @@ the scheduler in ``core/download.py`` owns all shared state.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -18,9 +19,10 @@ from urllib.parse import urlsplit
 
 from tokysnatcher.config import Settings
 from tokysnatcher.core.ffmpeg import FfmpegInfo, Tags, Target, convert_command, track_tag
-from tokysnatcher.core.ffmpeg_probe import probe
+from tokysnatcher.core.ffmpeg_probe import audio_seconds, probe
 from tokysnatcher.core.ffmpeg_run import run_ffmpeg
 from tokysnatcher.core.hls import (
+    DURATION_TOLERANCE,
     MAX_DIRECT_FILE_BYTES,
     MAX_PLAYLIST_BYTES,
     Segment,
@@ -42,6 +44,7 @@ from tokysnatcher.utils.links import (
     read_text_nofollow,
     remove_tree,
 )
+from tokysnatcher.utils.manifest_schema import ExpectedDuration
 
 T = TypeVar("T")
 # A Retry-After longer than this is left to the chapter-level retry queue instead of blocking a
@@ -50,6 +53,9 @@ MAX_QUICK_WAIT = 5.0
 # How often one request may move on to a token that other requests renewed meanwhile.
 _MAX_TOKEN_MOVES = 3
 _FILE_CHUNK = 1024 * 1024
+# The API states a direct file's duration in whole seconds (``"duration": 1234``), perhaps cut
+# rather than rounded: a second more than a playlist's sum of EXTINF durations.
+_API_DURATION_TOLERANCE = DURATION_TOLERANCE + 1.0
 
 
 @dataclass(kw_only=True)
@@ -66,6 +72,8 @@ class ChapterJob:
     segments: tuple[Segment, ...] = ()
     remaining: int = 0
     duration: float | None = None
+    # What the site declares this attempt's audio lasts; a shorter or longer result is refused.
+    expected: ExpectedDuration | None = None
     # Running sums of this attempt's segments on disk: O(1) per segment, nothing kept per segment.
     done_count: int = 0
     done_bytes: int = 0
@@ -195,6 +203,7 @@ class ChapterWork:
         except OSError as err:
             raise _disk_error(err, job.workdir) from err
         job.duration = media.duration or job.track.duration
+        job.expected = ExpectedDuration(media.duration, media.tolerance) if media.duration else None
         return media.segments
 
     def _playlist_text(self, url: str, what: str, cancelled: Callable[[], bool] | None) -> str:
@@ -250,6 +259,10 @@ class ChapterWork:
                 fresh_dir(job.workdir)
         except OSError as err:
             raise _disk_error(err, job.workdir) from err
+        declared = job.track.duration
+        job.expected = None
+        if declared is not None and math.isfinite(declared) and declared > 0:
+            job.expected = ExpectedDuration(declared, _API_DURATION_TOLERANCE)
         what = f"chapter {job.index} audio file"
         dest = job.workdir / "source.mp3"
         return self.request(
@@ -279,8 +292,16 @@ class ChapterWork:
             date=str(self.book.year) if self.book.year else None,
         )
 
-    def convert(self, job: ChapterJob, on_progress: Callable[[float], None]) -> tuple[int, str]:
-        """Turn the fetched audio into the chapter's file; returns (size, sha256)."""
+    def convert(
+        self, job: ChapterJob, on_progress: Callable[[float], None]
+    ) -> tuple[int, str, ExpectedDuration | None]:
+        """Turn the fetched audio into the chapter's file; returns (size, sha256, expected length).
+
+        The result must be as long as the site declared (``job.expected``). Audio that is not
+        (a segment cut short, junk in its place) fails the attempt as ``invalid_media`` that is
+        retried, and its segments are dropped: which one is bad cannot be told, so the retry
+        fetches them all again.
+        """
         sources = job.source_files()
         missing = [path.name for path in sources if path.is_symlink() or not path.is_file()]
         if missing:
@@ -327,6 +348,7 @@ class ChapterWork:
             on_progress=lambda sample: on_progress(sample.seconds_done),
             duration_hint=job.duration,
         )
+        self._check_length(job, output)
         try:
             size, digest = sha256_file(output)
             fsync_file(output)
@@ -344,7 +366,28 @@ class ChapterWork:
             raise _disk_error(err, job.dest) from err
         with contextlib.suppress(OSError):
             remove_tree(job.workdir)
-        return size, digest
+        return size, digest, job.expected
+
+    def _check_length(self, job: ChapterJob, output: Path) -> None:
+        if job.expected is None:
+            return
+        try:
+            seconds = audio_seconds(
+                self.ffmpeg, output, timeout=max(self.settings.stall_timeout, 10.0)
+            )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                output.unlink()
+            raise
+        problem = job.expected.mismatch(seconds)
+        if problem is not None:
+            with contextlib.suppress(OSError):
+                output.unlink()
+            with contextlib.suppress(OSError):
+                remove_tree(job.workdir)
+            raise DownloadError(
+                f"chapter {job.index}: {problem}", kind=FailureKind.INVALID_MEDIA, retry=True
+            )
 
 
 def _disk_error(err: OSError, path: Path) -> DiskError:

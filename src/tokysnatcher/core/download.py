@@ -45,6 +45,7 @@ from tokysnatcher.core.workers import Event, FetchPool, Task, as_download_error
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind
 from tokysnatcher.utils.atomic import disk_error_for
 from tokysnatcher.utils.manifest import ManifestManager
+from tokysnatcher.utils.manifest_schema import ExpectedDuration
 
 __all__ = ["ChapterResult", "RunResult", "download_all_chapters"]
 
@@ -211,13 +212,19 @@ class _Scheduler:
         self._set_state(job, ChapterState.CONVERTING)
         self.converter.submit(self._convert, job, job.generation)
 
-    def _on_converted(self, job: ChapterJob, size: int, digest: str) -> None:
+    def _on_converted(
+        self, job: ChapterJob, size: int, digest: str, expected: ExpectedDuration | None
+    ) -> None:
         self.converting.discard(job.index)
         self.unfinished.discard(job.index)
         job.live = False
         job.segments = ()  # a finished chapter keeps nothing per segment: memory stays flat
         self.retry.record_success(job.index)
-        self._record(lambda: self.manifest.mark_complete(job.key, size=size, sha256=digest))
+        self._record(
+            lambda: self.manifest.mark_complete(
+                job.key, size=size, sha256=digest, expected_duration=expected
+            )
+        )
         with self.status.lock:
             job.view.size = size
             job.view.finished_at = self.clock()

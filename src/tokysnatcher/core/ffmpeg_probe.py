@@ -1,6 +1,13 @@
 """Short bounded ffmpeg runs that read audio: stream summary, full decode check, decoded MD5.
 
 There is no ffprobe: :func:`probe` reads the stream summary that ``ffmpeg -i FILE`` prints.
+
+How long a file's audio is, for the check that a chapter is as long as the site declared:
+ffmpeg's ``out_time`` (progress) and ``Duration`` of an MP4 follow timestamps, so a segment cut
+short in the middle of a chapter leaves a gap they count as audio (40.0 s reported for 36.0 s of
+sound). What counts is the audio frames: the MP4 sample table's frame count, and for MP3 the
+frame count the muxer writes in its Xing header (fresh output) or a full decode (``--deep``: a
+file cut short later keeps its header).
 """
 
 from __future__ import annotations
@@ -18,12 +25,15 @@ from tokysnatcher.core.ffmpeg import (
     run_short,
     summarize_stderr,
 )
+from tokysnatcher.core.mp4 import read_audio_track
 from tokysnatcher.errors import FailureKind, FfmpegError
 
 _DURATION = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
 _AUDIO = re.compile(r"Stream #\d+:\d+.*?: Audio: ([\w-]+)(.*)")
 _SAMPLE_RATE = re.compile(r", (\d+) Hz")
 _CHANNELS = re.compile(r"Hz, (mono|stereo|quad|(\d+)\.(\d+)(?:\(\w+\))?|(\d+) channels)")
+_OUT_TIME_US = re.compile(rb"^out_time_us=(\d+)$", re.MULTILINE)
+_MP4_SUFFIXES = (".m4a", ".m4b", ".mp4")
 
 
 class MediaInfo(NamedTuple):
@@ -89,13 +99,51 @@ def _channels(description: str) -> int | None:
     return int(main) + int(lfe)
 
 
-def decode_check(ffmpeg: FfmpegInfo, path: Path, *, timeout: float = 600.0) -> str | None:
-    """Decode every audio frame of ``path``; the first error line, or None when it is clean."""
-    returncode, _, err = _decode(ffmpeg, path, "null", timeout)
+class Decoded(NamedTuple):
+    """What a full decode found: the first error line (None when clean), seconds of audio."""
+
+    problem: str | None
+    seconds: float | None
+
+
+def audio_seconds(ffmpeg: FfmpegInfo, path: Path, *, timeout: float = 30.0) -> float | None:
+    """Seconds of audio in a file this run just wrote, without decoding it (see the module notes).
+
+    MP4: frames of the sample table less the priming its edit list skips. MP3: the duration
+    ffmpeg reads from the Xing header. None when the file does not say.
+    """
+    if path.suffix.lower() in _MP4_SUFFIXES:
+        return _mp4_seconds(path)
+    return probe(ffmpeg, path, timeout=timeout).duration
+
+
+def _mp4_seconds(path: Path) -> float:
+    track = read_audio_track(path)
+    return (track.frames * track.frame_length - track.priming) / track.timescale
+
+
+def decode_check(ffmpeg: FfmpegInfo, path: Path, *, timeout: float = 600.0) -> Decoded:
+    """Decode every audio frame of ``path``: the first error, and how much audio it holds.
+
+    The seconds come from the MP4 sample table (the decode proved those frames sound), else from
+    the end of the decode: an MP3's timestamps count the frames that were really there.
+    """
+    returncode, out, err = _decode(ffmpeg, path, "null", timeout, progress=True)
     lines = [line for line in err.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    problem = None
     if lines:
-        return LOG_PREFIX.sub("", lines[0]).strip()
-    return None if returncode == 0 else f"ffmpeg exited with status {returncode}"
+        problem = LOG_PREFIX.sub("", lines[0]).strip()
+    elif returncode != 0:
+        problem = f"ffmpeg exited with status {returncode}"
+    if problem is not None:
+        return Decoded(problem, None)
+    if path.suffix.lower() in _MP4_SUFFIXES:
+        try:
+            return Decoded(None, _mp4_seconds(path))
+        except FfmpegError as err:
+            return Decoded(err.message, None)
+    times = _OUT_TIME_US.findall(out)
+    return Decoded(None, int(times[-1]) / 1e6 if times else None)
 
 
 def decoded_md5(ffmpeg: FfmpegInfo, path: Path, *, timeout: float = 600.0) -> str:
@@ -110,8 +158,12 @@ def decoded_md5(ffmpeg: FfmpegInfo, path: Path, *, timeout: float = 600.0) -> st
     return match.group(1).decode()
 
 
-def _decode(ffmpeg: FfmpegInfo, path: Path, muxer: str, timeout: float) -> tuple[int, bytes, bytes]:
+def _decode(
+    ffmpeg: FfmpegInfo, path: Path, muxer: str, timeout: float, *, progress: bool = False
+) -> tuple[int, bytes, bytes]:
     args = [ffmpeg.path, "-hide_banner", "-nostdin", "-v", "error"]
+    if progress:  # the null muxer writes nothing, so stdout carries only the progress lines
+        args += ["-nostats", "-progress", "pipe:1"]
     args += ["-protocol_whitelist", PROTOCOL_WHITELIST, "-i", file_url(path)]
     args += ["-map", "0:a", "-f", muxer, "-"]
     try:

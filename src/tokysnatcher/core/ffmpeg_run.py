@@ -23,7 +23,19 @@ from tokysnatcher.errors import DiskError, FailureKind, FfmpegError, FfmpegNotFo
 _POLL = 0.1  # how often the watchdog looks at the stop event and the clock
 _EOF_GRACE = 2.0  # after exit, how long to wait for the rest of the progress stream
 _JOIN = 2.0  # bound on joining pipe threads once the process is gone
-_DISK_FULL = ("No space left on device", "Disk quota exceeded")
+# ffmpeg reads only our pipe and our own work files, so these error texts are the file system
+# refusing the output (no space, no permission, a read-only mount): a disk failure that stops the
+# run. Spelled as glibc, musl and the BSDs print them. EPERM is left out: ffmpeg uses it for its
+# own refusals (the concat demuxer's "Unsafe file name"), which are about the media.
+_DISK_ERRORS = (
+    "No space left on device",
+    "Disk quota exceeded",
+    "Disc quota exceeded",
+    "Quota exceeded",
+    "Read-only file system",
+    "Permission denied",
+    "File too large",
+)
 
 
 def run_ffmpeg(
@@ -45,7 +57,7 @@ def run_ffmpeg(
 
     Raises ``FfmpegError`` with kind ``FFMPEG_STALLED`` (no advance for ``stall_timeout`` s),
     ``CANCELLED`` (``stop`` was set) or ``INVALID_MEDIA`` (non-zero exit), and ``DiskError``
-    when ffmpeg ran out of space.
+    when the file system refused ffmpeg's output (see :func:`disk_refusal`).
     """
     tracker = FfmpegProgressTracker(stall_timeout=stall_timeout)
     try:
@@ -97,6 +109,18 @@ def run_ffmpeg(
     except BaseException:
         remove_output(partial_output)
         raise
+
+
+def disk_refusal(stderr_lines: list[str]) -> str | None:
+    """The stderr line (cleaned) where the file system refused ffmpeg a write; None if none.
+
+    The first such line is the one that names the file ("Error opening output file
+    file:/book/.tokysnatcher/0003/output.mp3: Read-only file system").
+    """
+    for line in stderr_lines:
+        if any(text in line for text in _DISK_ERRORS):
+            return summarize_stderr([line])
+    return None
 
 
 _Verdict = Literal["exited", "stalled", "cancelled", "feeder-failed"]
@@ -165,9 +189,8 @@ def _raise_for(
         return
     lines = [tail.first] if tail.first is not None else []
     lines += [line for line in tail.tail if line != tail.first]
-    disk_full = [line for line in lines if any(marker in line for marker in _DISK_FULL)]
-    if disk_full:
-        raise DiskError(f"ffmpeg could not write its output: {summarize_stderr(disk_full[-1:])}")
+    if (refused := disk_refusal(lines)) is not None:
+        raise DiskError(f"ffmpeg could not write its output: {refused}")
     if processes.registry().closed:
         raise FfmpegError("ffmpeg ended: shutting down", kind=FailureKind.CANCELLED)
     status = f"signal {-returncode}" if returncode is not None and returncode < 0 else returncode

@@ -27,6 +27,13 @@ MAX_SEGMENTS = 100_000
 # written to disk.
 SEGMENT_BYTES_PER_SECOND = 512 * 1024
 MIN_SEGMENT_LIMIT = 4 * 1024 * 1024
+# How far a complete chapter's audio may be from the sum of its EXTINF durations: encoder delay
+# and padding (AAC priming, LAME's delay: under 0.1 s), a last partial frame, the 10 ms rounding
+# of ffmpeg's reports. Half a second of audio lost to a cut-short segment is then still caught.
+DURATION_TOLERANCE = 0.5
+# RFC 8216 §4.3.2.1: below protocol version 3, EXTINF durations are whole seconds, each rounded
+# by up to half a second; their sum is only that precise.
+_WHOLE_SECOND_ROUNDING = 0.5
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -61,7 +68,8 @@ class Variant(NamedTuple):
 
 class MediaPlaylist(NamedTuple):
     segments: tuple[Segment, ...]
-    duration: float
+    duration: float  # the sum of the EXTINF durations
+    tolerance: float  # how far the decoded audio may be from ``duration`` (seconds)
 
 
 def _check_http_url(url: str, what: str) -> None:
@@ -147,5 +155,8 @@ def parse_media_playlist(text: str, playlist_url: str) -> MediaPlaylist:
         segments.append(Segment(index=position, url=url, duration=duration))
     if not segments:
         raise PlaylistError("the chapter playlist lists no segment", kind=FailureKind.INVALID_MEDIA)
+    tolerance = DURATION_TOLERANCE
+    if (parsed.version or 1) < 3 and all(s.duration.is_integer() for s in segments):
+        tolerance += _WHOLE_SECOND_ROUNDING * len(segments)
     total = plausible_seconds(sum(s.duration for s in segments)) or 0.0
-    return MediaPlaylist(tuple(segments), total)
+    return MediaPlaylist(tuple(segments), total, tolerance)

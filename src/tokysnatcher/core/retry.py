@@ -131,7 +131,7 @@ class BackoffPolicy:
         reason = None
         if error.kind is K.CANCELLED:
             reason = GiveUpReason.CANCELLED
-        elif not error.kind.transient:
+        elif not error.transient:
             reason = GiveUpReason.PERMANENT
         elif self.is_exhausted:
             reason = GiveUpReason.EXHAUSTED

@@ -65,7 +65,7 @@ def track_src(state: SiteState, book: BookSpec, index: int) -> str | None:
     if track.kind is TrackKind.NOSRC:
         return None
     path = book.track_path(index)
-    if track.kind is TrackKind.DIRECT:
+    if track.kind.is_direct_file:
         return f"{state.base_url}{FILES_PREFIX}{encode_path(path)}"
     return path
 

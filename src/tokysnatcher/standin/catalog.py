@@ -43,11 +43,26 @@ class TrackKind(StrEnum):
     """The playlist itself is over 1 MiB."""
     HOSTILE_BIG_SEGMENT = "hostile-big-segment"
     """One segment advertises (and streams) over 64 MiB."""
+    HOSTILE_SHORT_SEGMENT = "hostile-short-segment"
+    """One segment is sent without Content-Length and cut short: the server closes the
+    connection after a third of its body, so nothing at the HTTP level tells it is incomplete."""
+    HOSTILE_SHORT_FILE = "hostile-short-file"
+    """A direct MP3 file (like ``DIRECT``) sent without Content-Length and cut short: the server
+    closes the connection after a third of it."""
+    HOSTILE_JUNK_VARIANT = "hostile-junk-variant"
+    """The playlist is a master playlist whose one variant lives on another host. That host
+    serves a media playlist declaring the track's real durations, but each of its segments is
+    a complete, well-formed response holding only the first third of the real segment."""
 
     @property
     def is_stream(self) -> bool:
         """True when the track is served as an HLS playlist (normal or hostile)."""
-        return self not in (TrackKind.DIRECT, TrackKind.NOSRC)
+        return not self.is_direct_file and self is not TrackKind.NOSRC
+
+    @property
+    def is_direct_file(self) -> bool:
+        """True when the track is a plain MP3 file whose ``src`` is an absolute http URL."""
+        return self in (TrackKind.DIRECT, TrackKind.HOSTILE_SHORT_FILE)
 
 
 def _digest(*parts: object) -> str:
@@ -154,7 +169,7 @@ class BookSpec:
         if track.src is not None:
             return track.src
         number = index + 1
-        if track.kind is TrackKind.DIRECT:
+        if track.kind.is_direct_file:
             return f"{self.slug}/{number:02d}.mp3"
         return f"{self.src_root}/Chapter {number:02d}/index.m3u8"
 

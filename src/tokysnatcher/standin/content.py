@@ -15,6 +15,9 @@ from tokysnatcher.standin.media import TrackMedia
 BIG_PLAYLIST_BYTES = 1024 * 1024 + 64 * 1024
 BIG_SEGMENT_BYTES = 64 * 1024 * 1024 + 16 * 1024 * 1024
 FILE_URI = "file:///etc/passwd"
+#: Where the other host serves a junk variant: ``JUNK_PREFIX + <percent-encoded src>``.
+JUNK_PREFIX = "/junk/"
+_TS_PACKET = 188
 
 
 class Resource(Enum):
@@ -25,6 +28,8 @@ class Resource(Enum):
     FILE = "file"
     ENDLESS = "endless"
     BIG = "big"
+    SHORT = "short"  # a third of the body, then the connection closes (no Content-Length)
+    JUNK = "junk"  # a third of the body, as a complete response
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +56,7 @@ class RouteTable:
 
     audio: dict[str, Route]
     files: dict[str, Route]
+    other: dict[str, Route] = field(default_factory=dict)  # the other host, under JUNK_PREFIX
 
 
 def encode_path(path: str) -> str:
@@ -72,6 +78,14 @@ def _join(folder: str, name: str) -> str:
     return f"{folder}/{name}" if folder else name
 
 
+def short_body(data: bytes) -> bytes:
+    """The first third of a body: what a cut-short or junk segment delivers.
+
+    Whole TS packets, so ffmpeg reads it as a valid (shorter) stream rather than as damage.
+    """
+    return data[: len(data) // 3 // _TS_PACKET * _TS_PACKET]
+
+
 def build_routes(
     catalog: Mapping[str, BookSpec],
     media: Mapping[tuple[str, int], TrackMedia],
@@ -80,6 +94,7 @@ def build_routes(
     """Every audio route of ``catalog`` (``other_host_base`` like ``http://127.0.0.2:PORT``)."""
     audio: dict[str, Route] = {}
     files: dict[str, Route] = {}
+    other: dict[str, Route] = {}
 
     def add(table: dict[str, Route], key: str, route: Route) -> None:
         if key in table:
@@ -92,36 +107,54 @@ def build_routes(
                 continue
             generated = media[(book.slug, index)]
             path = book.track_path(index)
-            if track.kind is TrackKind.DIRECT:
+            if track.kind.is_direct_file:
+                short = track.kind is TrackKind.HOSTILE_SHORT_FILE
+                resource = Resource.SHORT if short else Resource.FILE
                 add(
                     files,
                     path,
-                    Route(
-                        slug=book.slug, index=index, resource=Resource.FILE, body=generated.source
-                    ),
+                    Route(slug=book.slug, index=index, resource=resource, body=generated.source),
                 )
                 continue
             folder = folder_of(path)
+            if track.kind is TrackKind.HOSTILE_JUNK_VARIANT and other_host_base:
+                # The media playlist and its junk segments live on the other host only.
+                variant = other_host_base + JUNK_PREFIX + encode_path(path)
+                add(
+                    audio,
+                    path,
+                    Route(
+                        slug=book.slug,
+                        index=index,
+                        resource=Resource.PLAYLIST,
+                        playlist=render_master_playlist(variant),
+                    ),
+                )
+                table = other
+            else:
+                table = audio
             special = min(1, len(generated.segments) - 1)  # the segment a hostile kind spoils
             uris: list[str] = []
             for number, segment in enumerate(generated.segments):
                 uri, resource = segment.name, Resource.SEGMENT
-                if number == special:
+                if table is other:
+                    resource = Resource.JUNK
+                elif number == special:
                     uri, resource = _spoil(track.kind, folder, uri, other_host_base)
                 uris.append(uri)
                 add(
-                    audio,
+                    table,
                     _join(folder, segment.name),
                     Route(slug=book.slug, index=index, resource=resource, body=segment),
                 )
             big = track.kind is TrackKind.HOSTILE_BIG_PLAYLIST
             text = render_playlist(list(zip(generated.durations, uris, strict=True)), big=big)
             add(
-                audio,
+                table,
                 path,
                 Route(slug=book.slug, index=index, resource=Resource.PLAYLIST, playlist=text),
             )
-    return RouteTable(audio=audio, files=files)
+    return RouteTable(audio=audio, files=files, other=other)
 
 
 def _spoil(
@@ -136,7 +169,17 @@ def _spoil(
         return uri, Resource.ENDLESS
     if kind is TrackKind.HOSTILE_BIG_SEGMENT:
         return uri, Resource.BIG
+    if kind is TrackKind.HOSTILE_SHORT_SEGMENT:
+        return uri, Resource.SHORT
     return uri, Resource.SEGMENT
+
+
+def render_master_playlist(variant_url: str) -> bytes:
+    """An HLS master playlist with one audio variant at ``variant_url``."""
+    return (
+        "#EXTM3U\n#EXT-X-VERSION:3\n"
+        f'#EXT-X-STREAM-INF:BANDWIDTH=64000,CODECS="mp4a.40.2"\n{variant_url}\n'
+    ).encode()
 
 
 def render_playlist(entries: list[tuple[float, str]], *, big: bool = False) -> bytes:

@@ -13,7 +13,13 @@ from typing import Any
 
 from tokysnatcher.standin import api
 from tokysnatcher.standin.catalog import AUDIO_PREFIX, COVERS_PREFIX, FILES_PREFIX
-from tokysnatcher.standin.content import BIG_SEGMENT_BYTES, Resource, Route, decode_path
+from tokysnatcher.standin.content import (
+    BIG_SEGMENT_BYTES,
+    Resource,
+    Route,
+    decode_path,
+    short_body,
+)
 from tokysnatcher.standin.faults import FaultDecision
 from tokysnatcher.standin.quiet import Abort, QuietHandler
 from tokysnatcher.standin.tokens import TokenCheck
@@ -25,6 +31,8 @@ _CONTENT_TYPES = {
     Resource.SEGMENT: "video/mp2t",
     Resource.ENDLESS: "video/mp2t",
     Resource.BIG: "video/mp2t",
+    Resource.SHORT: "video/mp2t",
+    Resource.JUNK: "video/mp2t",
     Resource.FILE: "audio/mpeg",
 }
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -183,6 +191,10 @@ class StandinHandler(QuietHandler):
         elif route.resource is Resource.BIG:
             chunks = self._zeros(BIG_SEGMENT_BYTES)
             self._send(200, ctype, chunks, length=BIG_SEGMENT_BYTES, fault=fault, head=head)
+        elif route.resource is Resource.SHORT:
+            assert route.body is not None
+            body = short_body(self.state.body(route.body))
+            self._send(200, ctype, [body], length=None, fault=fault, head=head)
         else:
             assert route.body is not None
             self._send_ranged(ctype, self.state.body(route.body), fault=fault, head=head)

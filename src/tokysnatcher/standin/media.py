@@ -253,7 +253,7 @@ def _encode_args(params: dict[str, object], seconds: float) -> list[str]:
 
 def _track_params(book: BookSpec, index: int) -> dict[str, object]:
     track = book.tracks[index]
-    direct = track.kind is TrackKind.DIRECT
+    direct = track.kind.is_direct_file
     # Only looped tracks carry the key, so the cache keys of all other media stay as they were.
     looped = {} if track.loop_seconds is None else {"loop_seconds": round(track.loop_seconds, 3)}
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
+from tokysnatcher.standin.content import JUNK_PREFIX, Resource, decode_path, short_body
 from tokysnatcher.standin.state import SiteState
 
 
@@ -65,15 +66,24 @@ class QuietHandler(BaseHTTPRequestHandler):
 
 
 class OtherHostHandler(QuietHandler):
-    """The "other host" of the hostile-server book: records headers, answers 403."""
+    """The "other host": records headers; serves junk variants, answers 403 to the rest."""
 
     def do_GET(self) -> None:
-        """Record and refuse."""
+        """Record, then serve a junk variant's playlist or segment, or refuse."""
         self.state.stats.record_other_host(self.command, self.path, dict(self.headers.items()))
-        body = b'{"error": "forbidden"}'
-        self.close_connection = True  # a POST body is left unread
-        self.send_response(403)
-        self.send_header("Content-Type", "application/json")
+        path = self.raw_path()
+        route = None
+        if self.command == "GET" and path.startswith(JUNK_PREFIX):
+            route = self.state.routes.other.get(decode_path(path[len(JUNK_PREFIX) :]))
+        if route is not None and route.resource is Resource.PLAYLIST:
+            status, ctype, body = 200, "application/vnd.apple.mpegurl", route.playlist
+        elif route is not None and route.body is not None:
+            status, ctype, body = 200, "video/mp2t", short_body(self.state.body(route.body))
+        else:
+            status, ctype, body = 403, "application/json", b'{"error": "forbidden"}'
+            self.close_connection = True  # a POST body is left unread
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":

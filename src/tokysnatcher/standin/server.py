@@ -157,7 +157,7 @@ class StandinSite:
 
     def _needs_other_host(self) -> bool:
         return any(
-            track.kind is TrackKind.HOSTILE_OTHER_HOST
+            track.kind in (TrackKind.HOSTILE_OTHER_HOST, TrackKind.HOSTILE_JUNK_VARIANT)
             for book in self._state.catalog.values()
             for track in book.tracks
         )

@@ -39,6 +39,7 @@ from tokysnatcher.utils.manifest_schema import (
     ChapterEntry,
     ChapterStatus,
     CorruptManifest,
+    ExpectedDuration,
     ManifestDoc,
     check_entry_name,
     format_timestamp,
@@ -295,10 +296,22 @@ class ManifestManager:
                 completed_at=None,
                 size=None,
                 sha256=None,
+                expected_duration=None,
             )
 
-    def mark_complete(self, name: str, *, size: int, sha256: str) -> ChapterEntry:
-        """The chapter's file is in place with this size and SHA-256."""
+    def mark_complete(
+        self,
+        name: str,
+        *,
+        size: int,
+        sha256: str,
+        expected_duration: ExpectedDuration | None = None,
+    ) -> ChapterEntry:
+        """The chapter's file is in place with this size and SHA-256.
+
+        ``expected_duration`` is the length the site declared, which the audio was checked
+        against; ``--verify-folder --deep`` checks it again.
+        """
         if not is_sha256(sha256) or size < 0:
             raise ValueError(f"bad size or SHA-256 for {name!r}: {size}, {sha256!r}")
         return self._change(
@@ -308,6 +321,7 @@ class ManifestManager:
             sha256=sha256,
             completed_at=self._now(),
             last_error=None,
+            expected_duration=expected_duration,
         )
 
     def mark_failed(self, name: str, kind: FailureKind | str, message: str) -> ChapterEntry:
@@ -318,13 +332,19 @@ class ManifestManager:
             size=None,
             sha256=None,
             completed_at=None,
+            expected_duration=None,
             last_error={"kind": str(kind), "message": message},
         )
 
     def mark_pending(self, name: str) -> ChapterEntry:
         """Back to the queue (interrupted, or its file failed verification)."""
         return self._change(
-            name, status=ChapterStatus.PENDING, size=None, sha256=None, completed_at=None
+            name,
+            status=ChapterStatus.PENDING,
+            size=None,
+            sha256=None,
+            completed_at=None,
+            expected_duration=None,
         )
 
     def remove_chapter(self, name: str) -> None:

@@ -11,6 +11,7 @@ name that could point outside its folder is dropped with a warning, never follow
 from __future__ import annotations
 
 import json
+import math
 import re
 import stat
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from tokysnatcher.errors import ManifestError
 from tokysnatcher.utils.filenames import check_plain_name
@@ -62,6 +63,33 @@ class ChapterCheck(StrEnum):
     HASH_MISMATCH = "hash_mismatch"
     INCOMPLETE = "incomplete"  # the manifest does not claim it complete
     DECODE_ERROR = "decode_error"  # only from a deep check during verification
+    DURATION_MISMATCH = "duration_mismatch"  # deep check: not as long as the site declared
+
+
+class ExpectedDuration(NamedTuple):
+    """How long a chapter's audio must be: what the site declared, give or take ``tolerance``.
+
+    ``seconds`` is the sum of the playlist's EXTINF durations (or the API's duration of a direct
+    file); ``tolerance`` covers encoder delay and the precision of that declaration.
+    """
+
+    seconds: float
+    tolerance: float
+
+    def mismatch(self, measured: float | None) -> str | None:
+        """Why audio of ``measured`` seconds is not what was declared; None when it is."""
+        if measured is None:
+            return f"its length cannot be read ({self.seconds:.1f} s expected)"
+        if abs(measured - self.seconds) <= self.tolerance:
+            return None
+        return (
+            f"the audio lasts {measured:.1f} s, not the {self.seconds:.1f} s declared "
+            f"(±{self.tolerance:g} s)"
+        )
+
+    def to_json(self) -> dict[str, float]:
+        """The form stored in a manifest entry."""
+        return {"seconds": self.seconds, "tolerance": self.tolerance}
 
 
 @dataclass
@@ -92,10 +120,15 @@ class ChapterEntry:
     started_at: str | None = None
     completed_at: str | None = None
     last_error: Mapping[str, str] | None = None
+    # Recorded with a complete chapter since 0.5.1 (None in older manifests): what --deep checks.
+    expected_duration: ExpectedDuration | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """The entry as stored in the manifest."""
+        """The entry as stored in the manifest (``expected_duration`` only when known)."""
+        duration: dict[str, Any] = {}
+        if self.expected_duration is not None:
+            duration["expected_duration"] = self.expected_duration.to_json()
         return {
             **self.extra,
             "index": self.index,
@@ -107,6 +140,7 @@ class ChapterEntry:
             "started_at": self.started_at,
             "completed_at": self.completed_at,
             "last_error": dict(self.last_error) if self.last_error is not None else None,
+            **duration,
         }
 
 
@@ -250,6 +284,7 @@ def _parse_entry(name: str, raw: object) -> ChapterEntry:
     if error is not None and not all(isinstance(error.get(k), str) for k in ("kind", "message")):
         raise CorruptManifest(f"{where}last_error needs a text kind and message")
     return ChapterEntry(
+        expected_duration=_parse_expected_duration(raw.get("expected_duration"), where),
         index=_count(raw, "index", where, minimum=1),
         title=_get(raw, "title", str, where),
         status=status,
@@ -260,6 +295,27 @@ def _parse_entry(name: str, raw: object) -> ChapterEntry:
         completed_at=_get(raw, "completed_at", (str, type(None)), where),
         last_error=None if error is None else {"kind": error["kind"], "message": error["message"]},
         extra={k: v for k, v in raw.items() if k not in ENTRY_FIELDS},
+    )
+
+
+def _parse_expected_duration(raw: object, where: str) -> ExpectedDuration | None:
+    """An entry's ``expected_duration``: absent (manifests before 0.5.1) or two finite numbers."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise CorruptManifest(f"{where}expected_duration is not an object")
+    seconds, tolerance = raw.get("seconds"), raw.get("tolerance")
+    if not (_is_length(seconds) and _is_length(tolerance)):
+        raise CorruptManifest(f"{where}expected_duration needs finite seconds and tolerance")
+    return ExpectedDuration(float(seconds), float(tolerance))
+
+
+def _is_length(value: object) -> TypeGuard[int | float]:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
     )
 
 

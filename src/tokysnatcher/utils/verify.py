@@ -1,10 +1,11 @@
 """``--verify-folder``: check a book folder against its manifest (SPEC §4).
 
 Each chapter file is compared with its manifest entry (size, then SHA-256, then optionally a full
-decode); a chapter found bad is marked ``pending`` so the next ``--resume`` fetches it again.
-A folder without a manifest is adopted (its ``NN - Title.ext`` files become complete chapters),
-a corrupt manifest is moved aside and rebuilt the same way, and entries whose names could point
-outside the folder are dropped. The result is data; the CLI renders it.
+decode and the length the site declared, when the entry records it); a chapter found bad is
+marked ``pending`` so the next ``--resume`` fetches it again. A folder without a manifest is
+adopted (its ``NN - Title.ext`` files become complete chapters), a corrupt manifest is moved
+aside and rebuilt the same way, and entries whose names could point outside the folder are
+dropped. The result is data; the CLI renders it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from tokysnatcher.utils.library import (
 from tokysnatcher.utils.manifest import ManifestManager
 from tokysnatcher.utils.manifest_schema import utc_now
 
-DeepCheck = Callable[[Path], str | None]  # a file -> why it does not decode, or None
+# a file -> (why it does not decode or None, seconds of audio it holds or None)
+DeepCheck = Callable[[Path], tuple[str | None, float | None]]
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ _DETAILS = {
     ChapterCheck.SIZE_MISMATCH: "size differs from the manifest",
     ChapterCheck.HASH_MISMATCH: "SHA-256 differs from the manifest",
     ChapterCheck.DECODE_ERROR: "does not decode",
+    ChapterCheck.DURATION_MISMATCH: "not as long as the site declared",
 }
 
 
@@ -106,8 +109,12 @@ def _verify_chapter(
             f": {error['kind']}: {error['message']}" if error else ""
         )
     elif check is ChapterCheck.OK and deep_check is not None:
-        if (problem := deep_check(manager.chapter_path(name))) is not None:
+        problem, seconds = deep_check(manager.chapter_path(name))
+        expected = entry.expected_duration
+        if problem is not None:
             check, detail = ChapterCheck.DECODE_ERROR, f"does not decode: {problem}"
+        elif expected is not None and (wrong := expected.mismatch(seconds)) is not None:
+            check, detail = ChapterCheck.DURATION_MISMATCH, wrong
     # A file that is there but wrong, or a run that died mid-download, must be redone; a
     # pending or failed chapter is redone by --resume anyway and keeps its last error.
     redo = check not in (ChapterCheck.OK, ChapterCheck.INCOMPLETE) or (
@@ -128,7 +135,8 @@ def _verify_book_file(manager: ManifestManager, deep_check: DeepCheck | None) ->
     check = manager.check_book_file()
     detail = _DETAILS.get(check, "")
     if check is ChapterCheck.OK and deep_check is not None:
-        if (problem := deep_check(manager.book_dir / book_file.name)) is not None:
+        problem, _ = deep_check(manager.book_dir / book_file.name)
+        if problem is not None:
             check, detail = ChapterCheck.DECODE_ERROR, f"does not decode: {problem}"
     bad = check is not ChapterCheck.OK
     if bad:
@@ -147,10 +155,11 @@ def verify_folder(
 
     No manifest: the ``NN - Title.ext`` files found are adopted into a new one. A corrupt
     manifest is moved aside and rebuilt. Each chapter is checked (size, then SHA-256, then
-    ``deep_check`` if given); chapters found bad are marked ``pending`` so the next ``--resume``
-    redoes them. Holds the folder's writer lock throughout, and removes temporary files a killed
-    run left. Raises :class:`UsageError` when ``book_dir`` is not a folder and
-    :class:`ManifestError` for a newer schema or a folder another tokysnatcher is writing.
+    ``deep_check`` if given, and its length against the recorded one); chapters found bad are
+    marked ``pending`` so the next ``--resume`` redoes them. Holds the folder's writer lock
+    throughout, and removes temporary files a killed run left. Raises :class:`UsageError` when
+    ``book_dir`` is not a folder and :class:`ManifestError` for a newer schema or a folder
+    another tokysnatcher is writing.
     """
     if not book_dir.is_dir():
         raise UsageError(
