@@ -203,15 +203,20 @@ def _wait4(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, Any]:
     return proc.returncode, usage
 
 
-def run_tokysnatcher(args: Sequence[str], *, env: dict[str, str], timeout: float) -> Usage:
-    """Run ``python -m tokysnatcher ARGS`` and measure it (Python and ffmpeg apart)."""
+def run_tokysnatcher(
+    args: Sequence[str], *, env: dict[str, str], timeout: float, python: str = sys.executable
+) -> Usage:
+    """Run ``python -m tokysnatcher ARGS`` and measure it (Python and ffmpeg apart).
+
+    ``python`` may be another install's interpreter, to measure its tokysnatcher.
+    """
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         usage_file = Path(tmp) / "usage.json"
         log_file = Path(tmp) / "log.txt"
         with log_file.open("wb") as log:
             started = time.monotonic()
             proc = subprocess.Popen(
-                [sys.executable, "-c", _LAUNCHER, *args],
+                [python, "-c", _LAUNCHER, *args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

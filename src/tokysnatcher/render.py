@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tokysnatcher.config import Verbosity
 from tokysnatcher.utils.units import format_bytes, format_duration
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from tokysnatcher.core.status import Reporter, RunStatus
     from tokysnatcher.sources.tokybook import SearchPage
     from tokysnatcher.utils.library import BookSummary
-    from tokysnatcher.utils.verify import VerifyReport
+    from tokysnatcher.utils.verify import VerifyReport, VerifyRow
 
 
 def _console(stderr: bool) -> Console:
@@ -199,24 +200,8 @@ class Output:
             soft_wrap=True,
         )
         self.out.print(escape(f"folder: {report.book_dir}"), soft_wrap=True)
-        table = Table(show_edge=False, box=None, pad_edge=False)
-        for column in ("#", "file", "status", "detail"):
-            table.add_column(column, justify="right" if column == "#" else "left")
-        for row in report.rows:
-            ok = row.check == "ok"
-            detail = "" if ok else row.detail
-            if row.marked_pending:
-                detail += " - marked for download" if not row.is_book_file else " - will be remade"
-            style = None if ok else ("yellow" if row.check == "incomplete" else "red")
-            table.add_row(
-                "" if row.is_book_file else str(row.index),
-                escape(row.name),
-                _CHECK_LABELS.get(str(row.check), str(row.check)),
-                escape(detail),
-                style=style,
-            )
         if report.rows:
-            self.out.print(table)
+            self._verify_rows(report)
         chapter_rows = sum(1 for row in report.rows if not row.is_book_file)
         if 0 < chapter_rows < book.chapter_count:
             self.out.print(
@@ -229,7 +214,7 @@ class Output:
                 self.out.print(escape(f"  {name}"), soft_wrap=True)
         counts: dict[str, int] = {}
         for row in report.rows:
-            label = _CHECK_LABELS.get(str(row.check), str(row.check))
+            label = _check_label(row)
             counts[label] = counts.get(label, 0) + 1
         parts = [f"{counts.pop('ok', 0)} of {len(report.rows)} ok"]
         parts += [f"{n} {label}" for label, n in counts.items()]
@@ -250,6 +235,39 @@ class Output:
         )
         if not report.clean and resume_command:
             self.out.print(escape(f"to fetch what is missing: {resume_command}"), soft_wrap=True)
+
+    def _verify_rows(self, report: VerifyReport) -> None:
+        """The table of ``--verify-folder``: a line per chapter, in columns.
+
+        Not a Rich table: laying one out measures every cell and holds the whole rendering, which
+        for a 200,000-chapter manifest took minutes and hundreds of MB. Lines go out in chunks.
+        """
+        rows = report.rows
+        header = ("#", "file", "status", "detail")
+        widths = [
+            max(len(header[0]), *(len(str(row.index)) for row in rows)),
+            max(len(header[1]), *(len(row.name) for row in rows)),
+            max(len(header[2]), *(len(_check_label(row)) for row in rows)),
+        ]
+
+        def line(number: str, name: str, label: str, detail: str) -> str:
+            text = f"{number:>{widths[0]}}  {name:<{widths[1]}}  {label:<{widths[2]}}  {detail}"
+            return text.rstrip() + "\n"
+
+        chunk = Text()
+        chunk.append(line(*header), style="bold")
+        for row in rows:
+            ok = row.check == "ok"
+            detail = "" if ok else row.detail
+            if row.marked_pending:
+                detail += " - marked for download" if not row.is_book_file else " - will be remade"
+            number = "" if row.is_book_file else str(row.index)
+            style = None if ok else ("yellow" if row.check == "incomplete" else "red")
+            chunk.append(line(number, row.name, _check_label(row), detail), style=style)
+            if len(chunk) > 64_000:
+                self.out.print(chunk, soft_wrap=True, end="")
+                chunk = Text()
+        self.out.print(chunk, soft_wrap=True, end="")
 
     def library_table(self, books: Sequence[BookSummary], root: Path) -> None:
         """The ``--list-downloads`` table: one numbered row per book, then a count by state."""
@@ -298,6 +316,12 @@ _CHECK_LABELS = {
     "decode_error": "decode error",
     "duration_mismatch": "wrong length",
 }
+
+
+def _check_label(row: VerifyRow) -> str:
+    return _CHECK_LABELS.get(str(row.check), str(row.check))
+
+
 _STATE_STYLES = {
     "complete": "green",
     "incomplete": "yellow",

@@ -103,3 +103,14 @@ def test_loop_must_fit_in_the_track() -> None:
         TrackSpec(title="t", seconds=4.0, loop_seconds=5.0)
     with pytest.raises(ValueError, match="loop_seconds"):
         TrackSpec(title="t", seconds=4.0, loop_seconds=0.1)
+
+
+def test_a_book_with_shared_media_is_generated_once(tmp_path: Path) -> None:
+    """Thousands of tracks, one ffmpeg generation: every track serves the same media."""
+    book = make_book("s", title="S", chapters=2000, chapter_seconds=1.0, shared_media=True)
+    media = MediaCache(tmp_path).prepare({"s": book})
+    assert len(media) == 2000
+    assert len({track.source for track in media.values()}) == 1
+    assert len(list(tmp_path.rglob("meta.json"))) == 1
+    distinct = make_book("d", title="D", chapters=2, chapter_seconds=1.0)
+    assert len({t.source for t in MediaCache(tmp_path).prepare({"d": distinct}).values()}) == 2

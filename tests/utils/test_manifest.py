@@ -12,14 +12,18 @@ from typing import Any
 import pytest
 
 from tokysnatcher.errors import ExitCode, FailureKind, ManifestError
-from tokysnatcher.utils.atomic import hashing_writer, sha256_file
+from tokysnatcher.utils.atomic import atomic_write_json, hashing_writer, sha256_file
 from tokysnatcher.utils.manifest import (
     BookInfo,
     ChapterCheck,
     ChapterStatus,
     ManifestManager,
 )
-from tokysnatcher.utils.manifest_schema import ExpectedDuration
+from tokysnatcher.utils.manifest_schema import (
+    MAX_FIELD_DEPTH,
+    MAX_MANIFEST_BYTES,
+    ExpectedDuration,
+)
 
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
@@ -547,3 +551,136 @@ def test_an_expected_length_allows_its_tolerance_either_way(
     else:
         assert found is not None
         assert problem in found
+
+
+def nested_list(depth: int) -> Any:
+    """A JSON list ``depth`` deep, built without recursion."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("where", ["entry", "book", "top"])
+def test_a_field_nested_too_deep_makes_the_manifest_corrupt(tmp_path: Path, where: str) -> None:
+    size, digest = write_chapter(tmp_path / "01 - A.mp3", b"ID3 a")
+    manager = open_manager(tmp_path)
+    manager.ensure_chapter("01 - A.mp3", index=1, title="A")
+    manager.mark_complete("01 - A.mp3", size=size, sha256=digest)
+    data = on_disk(tmp_path)
+    target = {"entry": data["chapters"]["01 - A.mp3"], "book": data["book"], "top": data}[where]
+    target["notes"] = nested_list(MAX_FIELD_DEPTH)
+    manager.path.write_text(json.dumps(data))
+    kept = open_manager(tmp_path)
+    assert kept.corrupt_reason is None, "as deep as allowed: kept and written back"
+    kept.save()
+    target["notes"] = nested_list(MAX_FIELD_DEPTH + 1)
+    manager.path.write_text(json.dumps(data))
+    rebuilt = open_manager(tmp_path)
+    assert rebuilt.corrupt_reason is not None
+    assert f"nested over {MAX_FIELD_DEPTH} deep" in rebuilt.corrupt_reason
+    rebuilt.mark_downloading("01 - A.mp3")  # the first save moves it aside and never recurses
+    assert len(list(tmp_path.glob(".tokysnatcher.json.corrupt-*"))) == 1
+    assert "notes" not in json.dumps(on_disk(tmp_path))
+
+
+def test_json_nested_past_the_recursion_limit_is_corrupt(tmp_path: Path) -> None:
+    depth = 100_000
+    (tmp_path / ".tokysnatcher.json").write_text("[" * depth + "]" * depth)
+    manager = open_manager(tmp_path)
+    assert manager.corrupt_reason == "it is not valid JSON (RecursionError)"
+
+
+def test_a_manifest_over_the_size_limit_is_corrupt_unread(tmp_path: Path) -> None:
+    with (tmp_path / ".tokysnatcher.json").open("wb") as handle:
+        handle.truncate(MAX_MANIFEST_BYTES + 1)  # sparse: reading it would be the mistake
+    manager = open_manager(tmp_path)
+    assert manager.corrupt_reason == f"it is {MAX_MANIFEST_BYTES + 1} bytes, far too large"
+
+
+class TickClock:
+    """A monotonic clock moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_coalesced_saves_write_a_few_times_however_many_changes(tmp_path: Path) -> None:
+    manager = open_manager(tmp_path)
+    names = [f"{i:04d} - Part.mp3" for i in range(1, 1001)]
+    with manager.batch():
+        for i, name in enumerate(names, 1):
+            manager.ensure_chapter(name, index=i, title="Part")
+    assert manager.saves == 1
+    clock = TickClock()
+    manager.coalesce_saves(0.5, clock=clock)
+    for name in names:  # 3,000 changes within one window
+        manager.mark_downloading(name)
+        manager.mark_pending(name)
+        manager.mark_failed(name, FailureKind.NETWORK, "reset")
+    assert manager.saves == 2, "the first change is saved at once, the rest wait"
+    assert on_disk(tmp_path)["chapters"][names[0]]["status"] == "downloading"
+    manager.flush(due_only=True)
+    assert manager.saves == 2, "not due yet"
+    clock.now += 0.5
+    manager.flush(due_only=True)
+    assert manager.saves == 3
+    assert {e["status"] for e in on_disk(tmp_path)["chapters"].values()} == {"failed"}
+    manager.flush(due_only=True)
+    manager.flush()
+    assert manager.saves == 3, "nothing left to save"
+    manager.mark_pending(names[0])
+    manager.flush()  # the end of a run: whatever is left, now
+    assert manager.saves == 4
+    assert on_disk(tmp_path)["chapters"][names[0]]["status"] == "pending"
+    manager.coalesce_saves(None)
+    manager.mark_downloading(names[0])
+    assert manager.saves == 5, "back to one save per change"
+
+
+def test_a_slow_save_spaces_the_next_ones_further(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = TickClock()
+    manager = open_manager(tmp_path)
+    manager.ensure_chapter("01 - A.mp3", index=1, title="A")
+    manager.coalesce_saves(0.25, clock=clock)
+
+    def slow_write(path: Path, obj: object) -> None:
+        clock.now += 1.0  # a huge manifest: each save takes a second
+        atomic_write_json(path, obj)
+
+    monkeypatch.setattr("tokysnatcher.utils.manifest.atomic_write_json", slow_write)
+    manager.mark_downloading("01 - A.mp3")
+    assert manager.saves == 2
+    manager.mark_pending("01 - A.mp3")
+    clock.now += 3.9
+    manager.flush(due_only=True)
+    assert manager.saves == 2, "four times the last save's second must pass first"
+    clock.now += 0.1
+    manager.flush(due_only=True)
+    assert manager.saves == 3
+
+
+def test_a_complete_record_is_dropped_on_disk_before_its_file_is_replaced(tmp_path: Path) -> None:
+    size, digest = write_chapter(tmp_path / "01 - A.mp3", b"ID3 old")
+    manager = open_manager(tmp_path)
+    manager.ensure_chapter("01 - A.mp3", index=1, title="A")
+    manager.ensure_chapter("02 - B.mp3", index=2, title="B")
+    manager.mark_complete("01 - A.mp3", size=size, sha256=digest)
+    clock = TickClock()
+    manager.coalesce_saves(10.0, clock=clock)
+    manager.mark_downloading("02 - B.mp3")  # saved at once: the first change of the window
+    manager.mark_downloading("01 - A.mp3")  # --force-redownload: a new attempt, not saved yet
+    assert on_disk(tmp_path)["chapters"]["01 - A.mp3"]["status"] == "complete"
+    saves = manager.saves
+    manager.settle("02 - B.mp3")
+    assert manager.saves == saves, "nothing on disk claims B complete: no write"
+    manager.settle("01 - A.mp3")  # what the scheduler does before converting
+    assert manager.saves == saves + 1
+    assert on_disk(tmp_path)["chapters"]["01 - A.mp3"]["status"] == "downloading"
+    manager.settle("01 - A.mp3")
+    assert manager.saves == saves + 1

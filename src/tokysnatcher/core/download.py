@@ -56,6 +56,10 @@ _SEGMENT_PRIORITY = 1
 _INTERRUPT_GRACE = 0.4
 _INTERRUPT_WIND_DOWN = 0.4
 _SHOW_CONNECTIONS_EVERY = 0.1  # seconds: how fresh the view's count of open connections is
+# Manifest saves are coalesced to at most one per this many seconds (each writes the whole
+# manifest; one per state change is quadratic in the chapter count). A kill -9 loses at most this
+# much of the record, which only makes the next run redo or re-check those chapters.
+_SAVE_MANIFEST_EVERY = 0.4
 
 
 class _Scheduler:
@@ -96,7 +100,7 @@ class _Scheduler:
         self.retry = RetryCoordinator[int](policy, clock=clock, rng=rng)
         for job in jobs:
             job.view.max_attempts = self.settings.max_retries + 1
-            self.retry.add(job.index, order=job.index)
+        self.retry.add_many((job.index, job.index) for job in jobs)
 
     # -- worker side ------------------------------------------------------------------------
     def _byte_counter(self, job: ChapterJob) -> Callable[[int], None]:
@@ -209,6 +213,9 @@ class _Scheduler:
     def _start_convert(self, job: ChapterJob) -> None:
         self.downloading.discard(job.index)
         self.converting.add(job.index)
+        # Under --force-redownload the saved manifest may still call the old file complete:
+        # that record must be gone before the conversion replaces the file.
+        self._record(lambda: self.manifest.settle(job.key))
         self._set_state(job, ChapterState.CONVERTING)
         self.converter.submit(self._convert, job, job.generation)
 
@@ -292,6 +299,7 @@ class _Scheduler:
         self.converter = ThreadPoolExecutor(self.settings.jobs, thread_name_prefix="convert")
         interrupted = False
         shown = -_SHOW_CONNECTIONS_EVERY
+        self.manifest.coalesce_saves(_SAVE_MANIFEST_EVERY, clock=self.clock)
         try:
             while not self._finished() and not self.stop.is_set():
                 self._admit()
@@ -305,6 +313,7 @@ class _Scheduler:
                         self._handle(self.events.get_nowait())
                 except queue.Empty:
                     pass
+                self._record(lambda: self.manifest.flush(due_only=True))
                 now = self.clock()
                 if now - shown >= _SHOW_CONNECTIONS_EVERY:  # for the view; adds up per thread
                     shown = now
@@ -321,6 +330,8 @@ class _Scheduler:
                     break
                 except KeyboardInterrupt:
                     interrupted = True
+            # Whatever comes after the run (the m4b join, a library caller) saves each change.
+            self.manifest.coalesce_saves(None)
         return not interrupted
 
     def _shut_down(self, *, interrupted: bool) -> None:
@@ -361,9 +372,10 @@ class _Scheduler:
         keys = [job.key for job in unfinished if job.generation > 0]
         if keys:
             self._record(lambda: self._mark_all_pending(keys))
+        self._record(self.manifest.flush)  # every change the run coalesced, now on disk
 
     def _mark_all_pending(self, keys: list[str]) -> None:
-        with self.manifest.batch():  # one write, however many chapters were in flight
+        with self.manifest.batch():  # one change, however many chapters were in flight
             for key in keys:
                 self.manifest.mark_pending(key)
 

@@ -25,7 +25,14 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from tokysnatcher.core.status import ChapterState, ChapterView, Reporter, RunStatus, SpeedMeter
+from tokysnatcher.core.status import (
+    ChapterState,
+    ChapterView,
+    Reporter,
+    RunStatus,
+    SpeedMeter,
+    Tally,
+)
 from tokysnatcher.utils.units import format_bytes, format_duration
 
 # ---------------------------------------------------------------------------------------------
@@ -189,12 +196,6 @@ def _parse_clock(value: str) -> float | None:
 #: At most this many redraws a second (SPEC §6: smooth, no flicker, <= 10/s). Each frame costs
 #: ~10 ms of CPU on a 2-core machine; 8 a second was 8% of a core for no visible gain.
 REFRESH_PER_SECOND = 4
-_ACTIVE = (
-    ChapterState.DOWNLOADING,
-    ChapterState.CONVERTING,
-    ChapterState.RETRYING,
-    ChapterState.PAUSED,
-)
 _STATE_STYLE = {
     ChapterState.WAITING: "dim",
     ChapterState.DOWNLOADING: "cyan",
@@ -285,26 +286,27 @@ class LiveView:
             return Text("")
         now = self.clock()
         with status.lock:
-            header = self._header(status, now)
-            active = [c for c in status.chapters.values() if c.state in _ACTIVE]
+            tally = status.tally()
+            header = self._header(status, tally, now)
+            active = tally.active
             rows = self._rows()
+            # Only a window of the chapters is drawn, however long the book.
             table = self._table([self._row(chapter, now) for chapter in active[:rows]], now)
             footer = []
             if len(active) > rows:
                 footer.append(f"{len(active) - rows} more active")
-            waiting = sum(1 for c in status.chapters.values() if c.state is ChapterState.WAITING)
-            if waiting:
+            if waiting := tally.counts[ChapterState.WAITING]:
                 footer.append(f"{waiting} waiting")
         parts: list[RenderableType] = [header, table]
         if footer:
             parts.append(Text(", ".join(footer), style="dim"))
         return Group(*parts)
 
-    def _header(self, status: RunStatus, now: float) -> Text:
+    def _header(self, status: RunStatus, tally: Tally, now: float) -> Text:
         speed = self._speed.sample(now, status.bytes_total)
-        counts = status.counts()
+        counts = tally.counts
         done = counts[ChapterState.DONE] + counts[ChapterState.SKIPPED]
-        left = status.bytes_expected()
+        left = tally.bytes_left
         if left == 0:
             eta = "0:00"
         else:

@@ -250,9 +250,9 @@ class RetryCoordinator(Generic[T]):
             if self._closed:
                 return False
             batch = list(items)
-            seen = set(self._records)
+            seen: set[T] = set()
             for item, _order in batch:  # all or nothing: check before queueing any
-                if item in seen:
+                if item in seen or item in self._records:
                     raise ValueError(f"{item!r} is already queued or known")
                 seen.add(item)
             now = self._clock()

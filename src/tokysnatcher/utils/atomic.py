@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -223,15 +224,25 @@ def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8") -> None
 
 
 def atomic_write_json(path: Path, obj: object) -> None:
-    """Replace ``path`` with ``obj`` as JSON: sorted keys and indentation keep diffs readable."""
-    text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    """Replace ``path`` with ``obj`` as JSON: sorted keys and indentation keep diffs readable.
+
+    The text is written as it is encoded, in pieces: ``json.dumps`` with indentation first
+    collects every token (millions for a 200,000-chapter manifest, hundreds of MB).
+    """
     try:
-        data = (text + "\n").encode("utf-8")
+        _write_json(path, obj, ensure_ascii=False)
     except UnicodeEncodeError:
         # A lone surrogate (valid in JSON from the site, not in UTF-8): escape everything.
-        text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False)
-        data = (text + "\n").encode("ascii")
-    atomic_write_bytes(path, data)
+        _write_json(path, obj, ensure_ascii=True)
+
+
+def _write_json(path: Path, obj: object, *, ensure_ascii: bool) -> None:
+    encoder = json.JSONEncoder(sort_keys=True, indent=2, ensure_ascii=ensure_ascii, allow_nan=False)
+    tokens = encoder.iterencode(obj)
+    with hashing_writer(path) as out:  # an error (or UnicodeEncodeError) leaves the old file
+        while piece := "".join(itertools.islice(tokens, 8192)):
+            out.write(piece.encode("utf-8"))
+        out.write(b"\n")
 
 
 def sha256_file(path: Path, chunk: int = CHUNK_SIZE) -> tuple[int, str]:

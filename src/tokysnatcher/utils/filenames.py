@@ -44,6 +44,7 @@ _BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u20
 
 _WHITESPACE_RE = re.compile(r"\s+")
 _EXT_RE = re.compile(r"[A-Za-z0-9]{1,16}")
+_NOT_PLAIN_RE = re.compile(r"[/\\:\x00]")
 
 
 def _drop_unsafe_chars(text: str) -> str:
@@ -161,12 +162,8 @@ def check_plain_name(name: str) -> str:
     Plain means: not empty, not ``.``/``..``, no ``/`` or ``\\``, no NUL, no drive colon, so it
     can only name an entry directly inside a folder.
     """
-    if (
-        not name
-        or name in (".", "..")
-        or any(ch in name for ch in "/\\:\x00")
-        or Path(name).is_absolute()
-    ):
+    # Without separators and colons no name is absolute, on POSIX or Windows (C:, \\server).
+    if not name or name in (".", "..") or _NOT_PLAIN_RE.search(name):
         raise ValueError(f"{name!r} is not a plain file name")
     return name
 

@@ -1,7 +1,8 @@
 """The per-book manifest ``<book>/.tokysnatcher.json`` (SPEC §4) and :class:`ManifestManager`.
 
 The manifest records every chapter's state and, once complete, the size and SHA-256 of its file,
-so a later run can prove what is done. It is written atomically after every state change.
+so a later run can prove what is done. It is written atomically after every state change, or,
+while a download runs, at most a few times a second (see :meth:`ManifestManager.coalesce_saves`).
 
 Everything read from a manifest is untrusted: the shape is validated field by field, a file that
 is not valid JSON or has the wrong shape is moved aside (never deleted) and rebuilt by scanning
@@ -14,7 +15,9 @@ module owns the one writer.
 from __future__ import annotations
 
 import copy
+import math
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -66,9 +69,10 @@ Clock = Callable[[], datetime]
 class ManifestManager:
     """The one writer of a book's manifest.
 
-    Every state change saves the whole manifest atomically before returning; a lock makes
-    change-and-save one step, so worker threads may call the ``mark_*`` methods at once. Only one
-    process should write a book's manifest at a time.
+    Every state change saves the whole manifest atomically before returning (unless saves are
+    coalesced, see :meth:`coalesce_saves`); a lock makes change-and-save one step, so worker
+    threads may call the ``mark_*`` methods at once. Only one process should write a book's
+    manifest at a time.
 
     A new manifest is written at the first state change, never at open. A corrupt one found at
     open is replaced in memory by a scan of the folder and moved aside to
@@ -97,6 +101,12 @@ class ManifestManager:
         self._lock = threading.RLock()
         self._batch_depth = 0
         self._unsaved = False
+        self._save_every: float | None = None  # seconds, while saves are coalesced
+        self._monotonic: Callable[[], float] = time.monotonic
+        self._next_save = -math.inf
+        self.saves = 0  # how many times the manifest was written by this manager
+        # Chapters the file on disk still calls complete although they are not any more.
+        self._stale_complete: set[str] = set()
 
     # -- construction -------------------------------------------------------------------------
 
@@ -220,6 +230,9 @@ class ManifestManager:
     def chapter_path(self, name: str) -> Path:
         """Where the chapter file ``name`` lives: the book folder, or the parts folder for m4b."""
         check_entry_name(name)
+        return self._path_of(name)
+
+    def _path_of(self, name: str) -> Path:
         if self.format == "m4b":
             return self.book_dir / WORK_DIR_NAME / PARTS_DIR_NAME / name
         return self.book_dir / name
@@ -240,7 +253,8 @@ class ManifestManager:
         work = self.book_dir / WORK_DIR_NAME
         if self.format == "m4b" and not (is_real_dir(work) and is_real_dir(work / PARTS_DIR_NAME)):
             return ChapterCheck.MISSING
-        return check_file(self.chapter_path(name), entry.size, entry.sha256)
+        # Names in the manifest were checked when read or added (check_entry_name).
+        return check_file(self._path_of(name), entry.size, entry.sha256)
 
     def is_complete_on_disk(self, name: str) -> bool:
         """True when the manifest proves the chapter complete (size and SHA-256 match)."""
@@ -266,6 +280,11 @@ class ManifestManager:
             updated = replace(entry, **changes)
             if updated != entry:
                 self._doc.chapters[name] = updated
+                if (
+                    entry.status is ChapterStatus.COMPLETE
+                    and updated.status is not ChapterStatus.COMPLETE
+                ):
+                    self._stale_complete.add(name)
                 self._save_locked()
             return updated
 
@@ -389,9 +408,47 @@ class ManifestManager:
             self._save_locked()
 
     def save(self) -> None:
-        """Write the manifest now (also moves a corrupt predecessor aside first)."""
+        """Write the manifest now, or at the end of the open batch (also moves a corrupt
+        predecessor aside first)."""
         with self._lock:
-            self._save_locked()
+            self._save_locked(coalesce=False)
+
+    def coalesce_saves(
+        self, interval: float | None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Save state changes at most once per ``interval`` seconds (None: after every change).
+
+        A long book changes state thousands of times and every save writes the whole manifest,
+        so saving each change costs time quadratic in the chapter count. While coalesced, a
+        change is saved at once when the last save is old enough, else it waits for
+        :meth:`flush`. The gap after a save is also at least four times what that save took, so
+        writing stays a small share of the run however large the manifest is. Crash safety is
+        unchanged: a chapter is only ever recorded complete once its file is in place, and a
+        change lost to a kill (a fraction of a second's worth) only makes the next run redo or
+        re-check that chapter. Switching back (None) does not save: call :meth:`flush` first.
+        """
+        with self._lock:
+            self._save_every = interval
+            self._monotonic = clock
+            self._next_save = -math.inf
+
+    def settle(self, name: str) -> None:
+        """Save now if the file on disk may still call ``name`` complete.
+
+        Call it before the chapter's file is replaced: a coalesced save must never leave the
+        manifest claiming complete a file that has changed since.
+        """
+        with self._lock:
+            if name in self._stale_complete and not self._batch_depth:
+                self._write_locked()
+
+    def flush(self, *, due_only: bool = False) -> None:
+        """Write the changes not saved yet; with ``due_only``, only when a save is due."""
+        with self._lock:
+            if self._batch_depth or not self._unsaved:
+                return  # a batch saves at its end
+            if not (due_only and self._monotonic() < self._next_save):
+                self._write_locked()
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -410,10 +467,17 @@ class ManifestManager:
 
     # -- persistence --------------------------------------------------------------------------
 
-    def _save_locked(self) -> None:
-        if self._batch_depth:
+    def _save_locked(self, *, coalesce: bool = True) -> None:
+        """Save a change: now, or later when a batch is open or saves are coalesced."""
+        if self._batch_depth or (
+            coalesce and self._save_every is not None and self._monotonic() < self._next_save
+        ):
             self._unsaved = True
             return
+        self._write_locked()
+
+    def _write_locked(self) -> None:
+        started = self._monotonic()
         self._unsaved = False
         if self.corrupt_reason is not None and self.corrupt_copy is None:
             self._move_corrupt_aside()
@@ -424,6 +488,11 @@ class ManifestManager:
         self._doc.tool_version = self.tool_version
         self._doc.updated_at = self._now()
         atomic_write_json(self.path, self._doc.to_json())
+        self.saves += 1
+        self._stale_complete.clear()
+        if self._save_every is not None:
+            finished = self._monotonic()
+            self._next_save = finished + max(self._save_every, 4 * (finished - started))
 
     def _move_corrupt_aside(self) -> None:
         stamp = self._clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -14,7 +14,7 @@ import json
 import math
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -30,9 +30,16 @@ WORK_DIR_NAME = ".tokysnatcher"  # partial work: segments, .part files, m4b chap
 PARTS_DIR_NAME = "parts"  # under WORK_DIR_NAME: the per-chapter parts of an m4b
 JOIN_DIR_NAME = "m4b"  # under WORK_DIR_NAME: an m4b join's list, tags, cover and output
 AUDIO_EXTS = ("mp3", "m4a", "m4b")
-MAX_MANIFEST_BYTES = 32 * 1024 * 1024  # a 1000-chapter manifest is well under 1 MiB
+# About 100,000 chapters (far more than the site's 4 MiB chapter list holds in practice) of the
+# ~300 bytes we write for each. A larger file is corrupt (or hostile): it is moved aside before
+# it is read, so reading a manifest never takes more than a few hundred MB.
+MAX_MANIFEST_BYTES = 32 * 1024 * 1024
+# How deep a field this version does not know may nest (lists and objects). Such fields are kept
+# and written back; one nested ~1000 deep would make every save fail with RecursionError.
+MAX_FIELD_DEPTH = 32
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def utc_now() -> datetime:
@@ -52,6 +59,9 @@ class ChapterStatus(StrEnum):
     DOWNLOADING = "downloading"
     COMPLETE = "complete"
     FAILED = "failed"
+
+
+_STATUSES = frozenset(ChapterStatus)
 
 
 class ChapterCheck(StrEnum):
@@ -107,7 +117,7 @@ class BookInfo:
     cover_url: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)  # slots: a manifest may hold 100,000
 class ChapterEntry:
     """One chapter of the manifest; ``extra`` keeps fields this version does not know."""
 
@@ -206,9 +216,10 @@ def check_entry_name(name: str) -> str:
     characters, no hidden dot-name (which could be the manifest or the work folder itself).
     """
     check_plain_name(name)
-    if name.startswith(".") or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+    # One regular expression, not a loop per character: a manifest may hold 100,000 names.
+    if name.startswith(".") or _CONTROL_RE.search(name):
         raise ValueError(f"{name!r} is not a plain visible file name")
-    if len(name.encode("utf-8", "surrogatepass")) > 255:
+    if len(name) > 63 and len(name.encode("utf-8", "surrogatepass")) > 255:
         raise ValueError(f"{name[:40]!r}… is too long for a file name")
     return name
 
@@ -241,6 +252,24 @@ def _count(obj: Mapping[str, Any], key: str, where: str, *, minimum: int = 0) ->
     return value
 
 
+def _kept(fields: dict[str, Any], where: str) -> dict[str, Any]:
+    """``fields`` (unknown ones, written back at every save) when none nests too deep."""
+    # Iterative on purpose: the value may be nested deeper than Python's recursion limit.
+    stack: list[tuple[object, int]] = [(value, 1) for value in fields.values()]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[object] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_FIELD_DEPTH:
+            raise CorruptManifest(f"a field of {where} is nested over {MAX_FIELD_DEPTH} deep")
+        stack.extend((child, depth + 1) for child in children)
+    return fields
+
+
 def _parse_book(raw: object) -> tuple[BookInfo, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise CorruptManifest("book is missing or not an object")
@@ -261,7 +290,7 @@ def _parse_book(raw: object) -> tuple[BookInfo, dict[str, Any]]:
         raise CorruptManifest("book.source_url and book.slug must be text")
     if book.format not in AUDIO_EXTS:
         raise CorruptManifest(f"book.format is not one of {', '.join(AUDIO_EXTS)}")
-    return book, {k: v for k, v in raw.items() if k not in BOOK_FIELDS}
+    return book, _kept({k: v for k, v in raw.items() if k not in BOOK_FIELDS}, "book")
 
 
 def _parse_entry(name: str, raw: object) -> ChapterEntry:
@@ -269,7 +298,7 @@ def _parse_entry(name: str, raw: object) -> ChapterEntry:
     if not isinstance(raw, dict):
         raise CorruptManifest(f"{where[:-1]} is not an object")
     status_text = raw.get("status")
-    if not isinstance(status_text, str) or status_text not in set(ChapterStatus):
+    if not isinstance(status_text, str) or status_text not in _STATUSES:
         raise CorruptManifest(f"{where}status is not a known status")
     status = ChapterStatus(status_text)
     sha = _get(raw, "sha256", (str, type(None)), where)
@@ -294,7 +323,7 @@ def _parse_entry(name: str, raw: object) -> ChapterEntry:
         started_at=_get(raw, "started_at", (str, type(None)), where),
         completed_at=_get(raw, "completed_at", (str, type(None)), where),
         last_error=None if error is None else {"kind": error["kind"], "message": error["message"]},
-        extra={k: v for k, v in raw.items() if k not in ENTRY_FIELDS},
+        extra=_kept({k: v for k, v in raw.items() if k not in ENTRY_FIELDS}, where[:-1]),
     )
 
 
@@ -374,7 +403,7 @@ def parse_manifest(doc: object) -> ManifestDoc:
         chapters=chapters,
         book_file=_parse_book_file(doc.get("book_file"), warnings),
         book_extra=book_extra,
-        extra={k: v for k, v in doc.items() if k not in known | {"book_file"}},
+        extra=_kept({k: v for k, v in doc.items() if k not in known | {"book_file"}}, "manifest"),
         warnings=warnings,
     )
 

@@ -33,7 +33,7 @@ from tokysnatcher.utils.manifest_schema import utc_now
 DeepCheck = Callable[[Path], tuple[str | None, float | None]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a report may hold 200,000 of them
 class VerifyRow:
     """One checked file: a chapter, or the merged m4b (``is_book_file``)."""
 
