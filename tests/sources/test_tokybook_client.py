@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import math
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,3 +57,37 @@ def test_a_trickled_token_renewal_fails_within_the_stall_window(
         "the site stopped sending a fresh stream token (no progress in 1 s)"
     )
     assert time.monotonic() - started < 5
+
+
+def test_an_answer_nested_past_the_parser_limit_is_one_line() -> None:
+    """JSON nested 100,000 deep breaks the parser with RecursionError: refused, not a crash."""
+
+    class Deep(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = b"[" * 100_000 + b"]" * 100_000
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Deep)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    session = make_session(2)
+    try:
+        client = TokybookClient(session, f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(SourceError) as caught:
+            client.book("deep")
+        assert (
+            caught.value.message
+            == "the site's answer for the book details is nested too deep; refused"
+        )
+    finally:
+        session.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -228,6 +228,8 @@ class TokybookClient:
             return status, None
         try:
             return status, json.loads(raw)
+        except RecursionError as err:  # nested past the parser's limit: hostile, not data
+            raise SourceError(f"the site's answer for {what} is nested too deep; refused") from err
         except ValueError as err:
             raise SourceError(f"the site's answer for {what} is not JSON") from err
 
