@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
-from tokysnatcher.standin import StandinSite
+from tokysnatcher.standin import BookSpec, StandinSite, make_book
+from tokysnatcher.utils.display import BIDI_CONTROLS
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
@@ -140,3 +142,36 @@ def assert_same_audio(output: Path, source: Path, *, edge_samples: int = 0) -> N
     core = shorter[2 * edge_samples : len(shorter) - 2 * edge_samples]
     assert core, "audio shorter than the allowed edges"
     assert longer.find(core) != -1, "the audio differs beyond gapless trimming at the edges"
+
+
+# A site whose text would act on a terminal printed raw: it sets the window title (OSC), clears
+# the screen and blinks (CSI), reverses the rest (U+202E, U+2067) and forges a line of output.
+HOSTILE_SLUG = "hostile-text"
+HOSTILE_TITLE = "Evil\x1b]0;pwned\x07 Book\x1b[2J\x1b[5m\u202ekoob\nfake: done"
+HOSTILE_AUTHOR = "Mal\x1b]0;pwned\x07lory\u202eroht\nfake: done"
+HOSTILE_CHAPTER = "Chapter\x1b[2J\u2067 one\r\nfake: done"
+# Everything site text could use to act on a terminal (a newline is ours, between lines).
+_CONTROLS = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029" + "".join(sorted(BIDI_CONTROLS)) + "]"
+)
+
+
+def hostile_text_book() -> BookSpec:
+    """A short book whose title, author, narrator and first chapter title hold the above."""
+    return make_book(
+        HOSTILE_SLUG,
+        title=HOSTILE_TITLE,
+        author=HOSTILE_AUTHOR,
+        narrator="Nar\x1b[5mrator",
+        chapters=2,
+        chapter_seconds=2.0,
+        segment_seconds=1.0,
+        chapter_titles=(HOSTILE_CHAPTER,),
+    )
+
+
+def assert_inert(text: str) -> None:
+    """No control character, C1 code or bidi control reached ``text``; no line is forged."""
+    found = _CONTROLS.search(text)
+    assert found is None, (found, text)
+    assert not [line for line in text.splitlines() if line.lstrip().startswith("fake: done")]

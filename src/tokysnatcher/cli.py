@@ -716,15 +716,33 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _error_line(message: str, hint: str) -> None:
+def _hangup(signum: int, frame: FrameType | None) -> None:
+    """The terminal closed or the SSH session dropped: stop as on Ctrl-C, printing nothing.
+
+    The exit code is 130, "interrupted", as for Ctrl-C and SIGTERM: the run ends the same way
+    (children ended, unfinished chapters back to pending, the manifest saved) and resumes the
+    same way, so a script needs one code to check, not one per signal.
+    """
+    if sys.platform != "win32":
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a second hangup must not cut the cleanup
+    from tokysnatcher.render import mute_terminal
+
+    mute_terminal()
+    raise KeyboardInterrupt
+
+
+def _error_line(message: str, hint: str, *, new_line: bool = False) -> None:
     from tokysnatcher.render import Output  # imported here: rich's console is slow to import
 
-    Output.error_line(message, hint)
+    Output.error_line(message, hint, new_line=new_line)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the command and exit with its code."""
     signal.signal(signal.SIGTERM, _sigterm)
+    # Under nohup a hangup is ignored on purpose: it stays ignored.
+    if sys.platform != "win32" and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
+        signal.signal(signal.SIGHUP, _hangup)
     output: Output | None = None
     try:
         command_obj = typer.main.get_command(app)
@@ -746,10 +764,11 @@ def main(argv: list[str] | None = None) -> None:
         _error_line(err.message, err.hint)
         code = err.exit_code
     except (KeyboardInterrupt, typer.Abort, EOFError) as err:
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")  # leave the prompt line (and the echoed ^C) alone
         what = "no answer (input ended)" if isinstance(err, EOFError) else "interrupted"
-        _error_line(what, "Nothing more was done; run the command again to continue.")
+        # new_line: leave the prompt line (and the echoed ^C) alone.
+        _error_line(
+            what, "Nothing more was done; run the command again to continue.", new_line=True
+        )
         code = ExitCode.INTERRUPTED
     except Exception as err:  # a bug: still one clear line, the traceback only with -vv
         if output is not None and output.debug:

@@ -167,6 +167,6 @@ class ManifestError(TokysnatcherError):
 
 
 class Interrupted(TokysnatcherError):
-    """The user asked to stop (Ctrl-C / SIGTERM)."""
+    """The user asked to stop (Ctrl-C / SIGTERM), or the terminal hung up (SIGHUP)."""
 
     exit_code = ExitCode.INTERRUPTED

@@ -1,17 +1,24 @@
-"""Stalls and Ctrl-C, end to end (SPEC §5): nothing hangs, no child outlives the command.
+"""Stalls, Ctrl-C and hangups, end to end (SPEC §5): nothing hangs, no child outlives the
+command, and output nobody reads any more stops neither the cleanup nor the download.
 
 The command runs in a child process (``Popen``) so the test can watch its process tree with
-psutil while it runs and send it a real SIGINT.
+psutil while it runs and send it a real SIGINT, or close its terminal.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -277,3 +284,145 @@ def test_a_stop_signal_during_a_hung_conversion_ends_ffmpeg_even_if_it_ignores_s
     entry = manifest_of(book_folder(root))["chapters"]["01 - Prologue.m4a"]
     assert entry["status"] == "pending"
     assert not list(book_folder(root).glob("*.m4a"))
+
+
+# -- the terminal goes away ---------------------------------------------------------------------
+class OnTerminal(Watched):
+    """The command with a pseudo-terminal as its controlling terminal, as in an SSH session.
+
+    A thread reads what it writes (a terminal nobody reads would block it) until
+    :meth:`hang_up` closes the terminal for good.
+    """
+
+    def __init__(self, args: list[str]) -> None:
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        env = cli_env(TERM="xterm-256color")
+        for name in ("NO_COLOR", "COLUMNS"):
+            env.pop(name, None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tokysnatcher", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            # The pty becomes the controlling terminal: closing it hangs the session up.
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        self.seen: dict[int, psutil.Process] = {}
+        self.master = master
+        self.written = bytearray()
+        self._reading = True
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while self._reading:
+            if not select.select([self.master], [], [], 0.05)[0]:
+                continue
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: the child closed its end
+                return
+            if not data:
+                return
+            self.written += data
+
+    def hang_up(self) -> None:
+        """Close the terminal, as a dropped SSH connection or a closed window does."""
+        self._reading = False
+        self._reader.join(timeout=5)  # a read in progress would keep the terminal open
+        os.close(self.master)
+        self.master = -1
+
+    def close(self) -> None:
+        """Test cleanup only: end the command, whatever it left running, and the terminal."""
+        for process in self.survivors():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.master >= 0:
+            self.hang_up()
+
+
+@pytest.mark.parametrize("how", ["SIGHUP", "terminal closed"])
+def test_a_hangup_ends_the_run_like_ctrl_c_and_leaves_a_resumable_book(
+    slow_site: StandinSite, tmp_path: Path, how: str
+) -> None:
+    # The first conversion hangs and ignores SIGTERM: at the hangup a child is running, and
+    # other chapters are still downloading.
+    ffmpeg = fake_ffmpeg(tmp_path, hang="first", ignore_term=True)
+    root = tmp_path / "lib"
+    options = [*fast_options(slow_site, root), "--stall-timeout", "60", "--connections", "2"]
+    run = OnTerminal([SLUG, "--format", "m4a", *options, "--ffmpeg", str(ffmpeg)])
+    try:
+        folder = book_folder(root)
+        run.wait_for(lambda: bool(hung_pids(tmp_path)), timeout=30)
+        run.wait_for(lambda: len(list(folder.glob(".tokysnatcher/*/*.ts"))) >= 8, timeout=30)
+        assert b"chapters " in run.written  # the live view is up
+        run.look()
+        started = time.monotonic()
+        if how == "SIGHUP":
+            run.proc.send_signal(signal.SIGHUP)
+        else:
+            run.hang_up()
+        while run.proc.poll() is None and time.monotonic() - started < 10:
+            run.look()
+            time.sleep(0.02)
+        elapsed = time.monotonic() - started
+        assert run.proc.wait(timeout=5) == 130
+    finally:
+        survivors = run.survivors()
+        run.close()
+    assert elapsed < 2.0, elapsed
+    assert not survivors
+    assert not processes_mentioning(str(tmp_path))
+    for pid in hung_pids(tmp_path):
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert b"Traceback" not in run.written
+
+    # Nothing is left "downloading": what was not finished is pending, and resumes.
+    entries = manifest_of(folder)["chapters"]
+    assert {e["status"] for e in entries.values()} <= {"complete", "pending"}
+    assert "pending" in {e["status"] for e in entries.values()}
+    deadline = time.monotonic() + 5
+    while slow_site.stats.active_connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    slow_site.set_faults(Faults())
+    again = run_cli([SLUG, "--format", "m4a", "--resume", *fast_options(slow_site, root)])
+    assert again.returncode == 0, again.stderr + again.stdout
+    files = sorted(folder.glob("*.m4a"))
+    assert len(files) == 4
+    for index, path in enumerate(files):
+        assert decoded_md5(path) == decoded_md5(slow_site.source_media(SLUG, index))
+
+
+@pytest.mark.parametrize("gone", [("stdout",), ("stdout", "stderr")], ids=["stdout", "both"])
+def test_output_nobody_reads_any_more_does_not_stop_the_download(
+    site: StandinSite, tmp_path: Path, gone: tuple[str, ...]
+) -> None:
+    # As after "| head -1": every write to a closed pipe fails with EPIPE.
+    root = tmp_path / "lib"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tokysnatcher", SLUG, "--format", "m4a", *fast_options(site, root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=cli_env(),
+    )
+    for name in gone:
+        getattr(proc, name).close()
+    _, errors = proc.communicate(timeout=60)  # what is still read: stderr, or nothing
+    errors = errors or ""
+    assert proc.returncode == 0, errors
+    assert "Traceback" not in errors
+    assert "Exception ignored" not in errors
+    folder = book_folder(root)
+    assert {e["status"] for e in manifest_of(folder)["chapters"].values()} == {"complete"}
+    for index, path in enumerate(sorted(folder.glob("*.m4a"))):
+        assert decoded_md5(path) == decoded_md5(site.source_media(SLUG, index))

@@ -1,4 +1,5 @@
-"""The real command in a pseudo-terminal: the live view, colours, prompts and Ctrl-C.
+"""The real command in a pseudo-terminal: the live view, colours, prompts, Ctrl-C, the cursor
+and site text that must not act on the terminal.
 
 The child gets the pty as its controlling terminal, so typing Ctrl-C reaches it the way it
 reaches a program in a real terminal. What it writes is replayed on a small screen model
@@ -12,6 +13,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -22,7 +24,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, fast_options, run_cli
+from helpers import (
+    HOSTILE_SLUG,
+    assert_inert,
+    cli_env,
+    fast_options,
+    hostile_text_book,
+    run_cli,
+)
 from tokysnatcher.standin import Faults, StandinSite, make_book
 
 pytestmark = pytest.mark.integration
@@ -30,6 +39,7 @@ pytestmark = pytest.mark.integration
 _TOKEN = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])|\x1b\][^\x07]*\x07|(\r)|(\n)|([^\x1b\r\n]+)")
 _COLOR = re.compile(r"\x1b\[[0-9;]*(3[0-9]|4[0-9]|9[0-7]|38;|48;)[0-9;]*m")
 FRAME_START = b"\r\x1b[2K"  # Rich redraws a live frame from the start of its first line
+HIDE, SHOW = b"\x1b[?25l", b"\x1b[?25h"  # cursor visibility (DECTCEM)
 
 
 class Screen:
@@ -268,6 +278,47 @@ def test_retry_countdown_then_ctrl_c(
         assert time.monotonic() - started < 5
     assert "to resume: tokysnatcher" in term.transcript
     assert "Traceback" not in term.transcript
+
+
+def test_the_cursor_is_never_left_hidden_not_even_by_kill_9(
+    site: StandinSite, tmp_path: Path, terminal: Callable[..., Terminal]
+) -> None:
+    term = terminal(["the-sample-book", *fast_options(site, tmp_path), "--speed-limit", "100K"])
+    term.expect("connections")  # the live view is up
+    term.proc.send_signal(signal.SIGKILL)
+    assert term.finish() == -signal.SIGKILL
+    raw = term.raw
+    # What the terminal is left with: the last cursor-visibility sequence it received.
+    seen = re.findall(rb"\x1b\[\?25[hl]", raw)
+    assert seen, raw
+    assert seen[-1] == SHOW
+    # Not hidden even for a moment: a hide only ever comes straight before a show.
+    assert HIDE not in raw.replace(HIDE + SHOW, b"")
+
+
+def test_site_text_in_the_live_view_and_the_search_picker_is_inert(
+    standin_cache: Path, tmp_path: Path, terminal: Callable[..., Terminal]
+) -> None:
+    book = hostile_text_book()
+    with StandinSite(catalog={book.slug: book}, cache_dir=standin_cache) as hostile:
+        options = [*fast_options(hostile, tmp_path), "--speed-limit", "20K", "-v"]
+        term = terminal([HOSTILE_SLUG, *options])
+        assert term.finish() == 0, term.transcript
+        picker = terminal(["-s", "evil", *options])
+        picker.expect("q quit")
+        picker.type("q\r")
+        assert picker.finish() == 0, picker.transcript
+    for shown in (term, picker):
+        text = shown.raw.decode()
+        # Our own colour codes are fine; the site's sequences never arrive raw.
+        for sequence in ("\x1b]0;pwned", "\x1b[2J", "\x1b[5m", "\x07", "\u202e", "\u2067"):
+            assert sequence not in text, (sequence, text)
+        assert_inert(shown.screen.text())
+        assert "Evil\\x1b]0;pwned\\x07 Book" in shown.screen.text()
+    frames = [screen for _, screen in term.frames if "connections" in screen]
+    assert frames, term.transcript
+    row = re.compile(r"^ +1 Chapter\\x1b\[2J\\u2067 one", re.MULTILINE)  # the chapter's bar
+    assert any(row.search(screen) for screen in frames), frames[-1]
 
 
 def test_no_color_keeps_the_view_but_drops_colours(

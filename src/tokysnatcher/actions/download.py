@@ -32,6 +32,7 @@ from tokysnatcher.core.status import RunStatus
 from tokysnatcher.errors import ExitCode, Interrupted, UsageError
 from tokysnatcher.render import Output
 from tokysnatcher.utils.atomic import atomic_write_json
+from tokysnatcher.utils.display import visible
 
 DEMO_SLUG = "the-sample-book"
 DEMO_LATENCY = 0.15  # seconds per request
@@ -60,9 +61,11 @@ def _ask_resume(plan: BookPlan, output: Output) -> ResumeMode | None:
     todo = total - done
     output.err.print(
         escape(
-            f"{plan.folder} already holds {done} of {total} chapters, checked against the "
-            f"manifest (size and SHA-256)"
-            + (f"; {todo} still to fetch." if todo else "; nothing is left to fetch.")
+            visible(
+                f"{plan.folder} already holds {done} of {total} chapters, checked against the "
+                f"manifest (size and SHA-256)"
+                + (f"; {todo} still to fetch." if todo else "; nothing is left to fetch.")
+            )
         ),
         soft_wrap=True,
     )

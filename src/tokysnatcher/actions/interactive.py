@@ -16,6 +16,7 @@ from tokysnatcher.core.run import open_runtime
 from tokysnatcher.errors import ExitCode, UsageError
 from tokysnatcher.render import Output
 from tokysnatcher.sources.tokybook import SearchResult, TokybookClient, parse_book_ref
+from tokysnatcher.utils.display import visible
 
 #: Results a page in the terminal picker, and results listed when piped.
 PAGE_SIZE = 10
@@ -117,7 +118,7 @@ def interactive(settings: Settings, output: Output) -> ExitCode:
             try:
                 parse_book_ref(ref, settings.base_url)
             except UsageError as err:
-                output.err.print(escape(f"{err.message} - {err.hint}"), style="red")
+                output.err.print(escape(visible(f"{err.message} - {err.hint}")), style="red")
                 continue
             return download(ref, settings, output)
         elif choice == "3":

@@ -9,9 +9,9 @@ orderly shutdown (mark chapters pending, save the manifest) and turning a cancel
 bogus ``invalid_media`` failure. In its own session ffmpeg never sees the terminal's signals;
 we decide when it stops. The price is that the kernel no longer stops it for us, so the
 registry is what makes cleanup certain: :func:`terminate_all` is idempotent, is called by the
-CLI on exit, SIGINT and SIGTERM, and runs from an ``atexit`` hook as a last resort. (A hard
-``kill -9`` of tokysnatcher cannot be caught; ffmpeg then dies on its next write to the closed
-progress pipe.)
+CLI on exit, SIGINT, SIGTERM and SIGHUP, and runs from an ``atexit`` hook as a last resort. (A
+hard ``kill -9`` of tokysnatcher cannot be caught; ffmpeg then dies on its next write to the
+closed progress pipe.)
 
 After :func:`terminate_all` the registry is closed: a worker that has not yet seen the stop
 request cannot start a new child that would escape the cleanup.

@@ -33,6 +33,7 @@ from tokysnatcher.core.status import (
     SpeedMeter,
     Tally,
 )
+from tokysnatcher.utils.display import visible
 from tokysnatcher.utils.units import format_bytes, format_duration
 
 # ---------------------------------------------------------------------------------------------
@@ -211,6 +212,7 @@ _LOG_STYLE = {"warning": "yellow", "error": "red", "debug": "dim"}
 
 class _Row(NamedTuple):
     chapter: ChapterView
+    title: str  # as shown: site text, escaped
     state: str
     fraction: float | None
     detail: str  # percentage, bytes, speed and ETA
@@ -253,22 +255,29 @@ class LiveView:
             redirect_stdout=True,
             redirect_stderr=True,
         )
-        self._live.start()
+        # Rich hides the cursor while the view runs and shows it again on stop; a run killed
+        # with SIGKILL never stops, and would leave the shell without a cursor. So it is never
+        # hidden: the show follows the hide in the same write (one buffered console block).
+        with self.console:
+            self._live.start()
+            self.console.show_cursor(True)
 
     def event(self, chapter: ChapterView) -> None:
         if chapter.state is ChapterState.FAILED:
             self.console.print(
-                escape(f"chapter {chapter.index} failed [{chapter.kind}] {chapter.message}"),
+                escape(
+                    visible(f"chapter {chapter.index} failed [{chapter.kind}] {chapter.message}")
+                ),
                 style="red",
             )
         elif self.verbose:
             total = _label_total(self.status)
             line = chapter.event_line(total, self.clock())
             if line is not None:
-                self.console.print(escape(line), style=_STATE_STYLE[chapter.state])
+                self.console.print(escape(visible(line)), style=_STATE_STYLE[chapter.state])
 
     def log(self, message: str, *, level: str = "info") -> None:
-        self.console.print(escape(message), style=_LOG_STYLE.get(level, ""))
+        self.console.print(escape(visible(message)), style=_LOG_STYLE.get(level, ""))
 
     def stop(self) -> None:
         if self._live is not None:
@@ -313,9 +322,9 @@ class LiveView:
             eta = format_duration(left / speed) if left is not None and speed > 0 else "--:--"
         limit = f" (limit {format_bytes(status.speed_limit)}/s)" if status.speed_limit else ""
         header = Text.assemble(
-            (status.book_title, "bold"),
-            f" by {status.author or 'Unknown Author'}\n",
-            (f"-> {status.destination}\n", "dim"),
+            (visible(status.book_title), "bold"),
+            f" by {visible(status.author or 'Unknown Author')}\n",
+            (f"-> {visible(str(status.destination))}\n", "dim"),
             f"chapters {done}/{status.total_chapters} done  "
             f"connections {status.active_connections}/{status.connections}  "
             f"{format_bytes(speed)}/s{limit}  ETA {eta}",
@@ -339,7 +348,9 @@ class LiveView:
             if chapter.bytes_expected:
                 rest = max(0, chapter.bytes_expected - chapter.bytes_done)
                 detail += f"  ETA {format_duration(rest / speed)}"
-        return _Row(chapter, chapter.state_text(now), fraction, detail, short)
+        return _Row(
+            chapter, visible(chapter.title), chapter.state_text(now), fraction, detail, short
+        )
 
     def _table(self, rows: list[_Row], now: float) -> Table:
         """The chapter rows, laid out so that only the title gives way on a narrow screen."""
@@ -347,7 +358,7 @@ class LiveView:
         self._widths[0] = max([self._widths[0], *(len(row.state) for row in rows)])
         self._widths[1] = max([self._widths[1], *(len(row.detail) for row in rows)])
         state_width, detail_width = self._widths
-        title_width = min(32, max((len(row.chapter.title) for row in rows), default=0))
+        title_width = min(32, max((len(row.title) for row in rows), default=0))
         index_width = max((len(str(row.chapter.index)) for row in rows), default=1) + 2
         details = [row.detail for row in rows]
         room = self.console.width - index_width - state_width - 4
@@ -369,7 +380,7 @@ class LiveView:
             chapter = row.chapter
             cells: list[RenderableType] = [
                 str(chapter.index),
-                Text(chapter.title, overflow="ellipsis", no_wrap=True),
+                Text(row.title, overflow="ellipsis", no_wrap=True),
                 Text(row.state, style=_STATE_STYLE[chapter.state]),
             ]
             if bar_width:
@@ -413,8 +424,10 @@ class PlainLines:
         self.status = status
         self.console.print(
             escape(
-                f"{status.book_title} by {status.author or 'Unknown Author'}: "
-                f"{status.total_chapters} chapters -> {status.destination}"
+                visible(
+                    f"{status.book_title} by {status.author or 'Unknown Author'}: "
+                    f"{status.total_chapters} chapters -> {status.destination}"
+                )
             ),
             soft_wrap=True,
         )
@@ -426,10 +439,12 @@ class PlainLines:
             line = f"chapter {chapter.index}/{total} {chapter.title!r}: {chapter.state}"
         if line is not None:
             style = "red" if chapter.state is ChapterState.FAILED else ""
-            self.console.print(escape(line), soft_wrap=True, style=style)
+            self.console.print(escape(visible(line)), soft_wrap=True, style=style)
 
     def log(self, message: str, *, level: str = "info") -> None:
-        self.console.print(escape(message), soft_wrap=True, style=_LOG_STYLE.get(level, ""))
+        self.console.print(
+            escape(visible(message)), soft_wrap=True, style=_LOG_STYLE.get(level, "")
+        )
 
     def stop(self) -> None:
         pass
@@ -447,14 +462,18 @@ class QuietReporter:
     def event(self, chapter: ChapterView) -> None:
         if chapter.state is ChapterState.FAILED:
             self.console.print(
-                escape(f"error: chapter {chapter.index} failed [{chapter.kind}] {chapter.message}"),
+                escape(
+                    visible(
+                        f"error: chapter {chapter.index} failed [{chapter.kind}] {chapter.message}"
+                    )
+                ),
                 style="red",
                 soft_wrap=True,
             )
 
     def log(self, message: str, *, level: str = "info") -> None:
         if level == "error":
-            self.console.print(escape(f"error: {message}"), style="red", soft_wrap=True)
+            self.console.print(escape(visible(f"error: {message}")), style="red", soft_wrap=True)
 
     def stop(self) -> None:
         pass

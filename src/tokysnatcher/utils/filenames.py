@@ -13,6 +13,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from tokysnatcher.utils.display import BIDI_CONTROLS
+
 MAX_NAME_BYTES = 200
 
 # Characters Windows refuses in a name. Some get a readable stand-in so "Book: Part 1" or
@@ -39,9 +41,6 @@ _RESERVED_NAMES = frozenset(
     + [f"{dev}{n}" for dev in ("COM", "LPT") for n in "123456789\u00b9\u00b2\u00b3"]
 )
 
-# Bidirectional overrides and isolates can make "evil\u202egnp.mp3" display as another name.
-_BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
 _WHITESPACE_RE = re.compile(r"\s+")
 _EXT_RE = re.compile(r"[A-Za-z0-9]{1,16}")
 _NOT_PLAIN_RE = re.compile(r"[/\\:\x00]")
@@ -53,7 +52,7 @@ def _drop_unsafe_chars(text: str) -> str:
     for ch in text:
         if ch.isspace():
             kept.append(" ")
-        elif unicodedata.category(ch) not in ("Cc", "Cs") and ch not in _BIDI_CONTROLS:
+        elif unicodedata.category(ch) not in ("Cc", "Cs") and ch not in BIDI_CONTROLS:
             kept.append(ch)
     return "".join(kept)
 
