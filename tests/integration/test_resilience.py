@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from helpers import cli_env, decoded_md5, fast_options, run_cli, tree
+from helpers import FFMPEG, cli_env, decoded_md5, fast_options, run_cli, tree
 from tokysnatcher.standin import Faults, StandinSite
 from tokysnatcher.utils.atomic import sha256_file
 
@@ -175,23 +175,30 @@ def test_a_disk_that_refuses_writes_stops_the_whole_run_cleanly(
 def test_an_ffmpeg_output_on_a_read_only_file_system_stops_the_run(
     faulty_site: StandinSite, tmp_path: Path
 ) -> None:
-    """Chapter 2's conversion output is a read-only mount: ffmpeg's EROFS is a ``disk`` stop.
+    """Chapter 2's work folder turns read-only just before its conversion: a ``disk`` stop.
 
     The run happens in a private mount namespace (tests run as root, whom permission bits do
-    not stop): a read-only bind mount sits where ffmpeg writes chapter 2, so its segments land
-    but opening the output fails, as on a folder that turned read-only.
+    not stop). The ffmpeg given to the run is a wrapper that, for chapter 2's conversion only,
+    bind-mounts the chapter's work folder read-only onto itself (its segments stay readable) and
+    then runs the real ffmpeg, which fails to open its output with the real EROFS error.
     """
     if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], check=False).returncode:
         pytest.skip("needs root and mount namespaces")
     root = tmp_path / "lib"
-    output = book_folder(root) / ".tokysnatcher" / "0002" / "output.mp3"
-    script = (
-        'mkdir -p "$(dirname "$1")" && : > "$1" && mount --bind "$1" "$1" && '
-        'mount -o remount,ro,bind "$1" && shift && exec "$@"'
+    wrapper = tmp_path / "ffmpeg"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for arg; do last="$arg"; done\n'
+        'case "$last" in\n'
+        '  file:*/0002/output.*) work="$(dirname "${last#file:}")"\n'
+        '    mount --bind "$work" "$work" && mount -o remount,ro,bind "$work";;\n'
+        "esac\n"
+        f'exec {FFMPEG} "$@"\n'
     )
+    wrapper.chmod(0o755)
     command = [sys.executable, "-m", "tokysnatcher", SLUG, *fast_options(faulty_site, root)]
     result = subprocess.run(
-        ["unshare", "-m", "--", "sh", "-c", script, "sh", str(output), *command],
+        ["unshare", "-m", "--propagation", "private", "--", *command, "--ffmpeg", str(wrapper)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -202,6 +209,7 @@ def test_an_ffmpeg_output_on_a_read_only_file_system_stops_the_run(
     assert result.returncode == 1, result.stderr + result.stdout
     stopped = [line for line in result.stdout.splitlines() if line.startswith("stopped: ")]
     assert len(stopped) == 1, result.stdout
+    assert "ffmpeg could not write its output" in stopped[0], stopped
     assert "Read-only file system" in stopped[0], stopped
     assert "0002" in stopped[0], stopped
     assert "--resume" in result.stdout
