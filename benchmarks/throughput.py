@@ -42,8 +42,8 @@ from common import (
     warm_up,
 )
 from floor import Floor, curl_fetch, floor_report, least_cpu, python_fetch, remux
-from tokysnatcher.config import Settings
-from tokysnatcher.core.ffmpeg import MP3_VBR_QUALITY
+from tokysnatcher.config.settings import Settings
+from tokysnatcher.ffmpeg.binary import MP3_VBR_QUALITY
 from tokysnatcher.standin import Faults, StandinSite
 
 SLUG = "bench-throughput"

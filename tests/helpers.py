@@ -12,7 +12,7 @@ from pathlib import Path
 import imageio_ffmpeg
 
 from tokysnatcher.standin import BookSpec, StandinSite, make_book
-from tokysnatcher.utils.display import BIDI_CONTROLS
+from tokysnatcher.ui.display import BIDI_CONTROLS
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
@@ -61,7 +61,7 @@ def fast_options(site: StandinSite, root: Path) -> list[str]:
 
 
 def decoded_md5(path: Path) -> str:
-    # Deliberately not core.ffmpeg_probe.decoded_md5: that goes through the process registry,
+    # Deliberately not ffmpeg.probe.decoded_md5: that goes through the process registry,
     # which in-process cli.main() runs close for the rest of the pytest process.
     result = subprocess.run(
         [FFMPEG, "-v", "error", "-i", str(path), "-map", "0:a", "-f", "md5", "-"],

@@ -30,12 +30,11 @@ from typer.core import TyperCommand, _TyperParameter
 from typer.exceptions import TyperException
 
 from tokysnatcher import __version__
-from tokysnatcher.config import OutputFormat, Settings, Verbosity
-from tokysnatcher.config.settings import MIN_SPEED_LIMIT, NUMBERS
+from tokysnatcher.config.settings import MIN_SPEED_LIMIT, NUMBERS, OutputFormat, Settings, Verbosity
 from tokysnatcher.errors import ExitCode, TokysnatcherError, UsageError
 
 if TYPE_CHECKING:
-    from tokysnatcher.render import Output
+    from tokysnatcher.ui.output import Output
 
 EPILOG = """\
 [bold]Examples[/bold]
@@ -593,7 +592,7 @@ def command(
     # Imported here, not at the top: --version and --help need neither rich's console nor the
     # config file reader.
     from tokysnatcher.config.sources import load_settings
-    from tokysnatcher.render import Output
+    from tokysnatcher.ui.output import Output
 
     ctx.obj = Output.for_terminal(verbosity or Verbosity.NORMAL)
     cli_values: dict[str, object] = {
@@ -725,14 +724,14 @@ def _hangup(signum: int, frame: FrameType | None) -> None:
     """
     if sys.platform != "win32":
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a second hangup must not cut the cleanup
-    from tokysnatcher.render import mute_terminal
+    from tokysnatcher.ui.output import mute_terminal
 
     mute_terminal()
     raise KeyboardInterrupt
 
 
 def _error_line(message: str, hint: str, *, new_line: bool = False) -> None:
-    from tokysnatcher.render import Output  # imported here: rich's console is slow to import
+    from tokysnatcher.ui.output import Output  # imported here: rich's console is slow to import
 
     Output.error_line(message, hint, new_line=new_line)
 
@@ -779,10 +778,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         code = ExitCode.FAILED
     finally:
-        # Children are registered through core.processes: if no one imported it (--version,
+        # Children are registered through ffmpeg.processes: if no one imported it (--version,
         # --help, a bad option), there is nothing to end and no need to import it now.
-        if "tokysnatcher.core.processes" in sys.modules:
-            from tokysnatcher.core.processes import terminate_all
+        if "tokysnatcher.ffmpeg.processes" in sys.modules:
+            from tokysnatcher.ffmpeg.processes import terminate_all
 
             terminate_all(1.0)
     sys.exit(code)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tokysnatcher.config import OutputFormat
+from tokysnatcher.config.settings import OutputFormat
 from tokysnatcher.config.sources import load_settings
 from tokysnatcher.errors import ConfigError, UsageError
 

@@ -138,7 +138,7 @@ WATCHED = (
     "requests",
     "rich",
     "importlib.metadata",
-    "tokysnatcher.core.download",
+    "tokysnatcher.download.scheduler",
     "tokysnatcher.actions.library",
 )
 
@@ -168,7 +168,7 @@ def imports_of(args: list[str]) -> set[str]:
         # not the other actions' modules.
         (
             ["the-sample-book", "--base-url", CLOSED_PORT, "-q"],
-            {"requests", "rich", "tokysnatcher.core.download"},
+            {"requests", "rich", "tokysnatcher.download.scheduler"},
             {"pydantic", "tokysnatcher.actions.library"},
         ),
     ],

@@ -22,9 +22,9 @@ from book_support import (
     source_md5,
 )
 from helpers import cli_env, decoded_md5, fast_options, run_cli
+from tokysnatcher.library.scan import ChapterStatus, read_manifest
 from tokysnatcher.standin import Faults, StandinSite
 from tokysnatcher.utils.atomic import sha256_file
-from tokysnatcher.utils.library import ChapterStatus, read_manifest
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 
 from book_support import MANIFEST, assert_book_audio, assert_manifest_matches_files, manifest_of
 from helpers import fast_options, run_cli
+from tokysnatcher.library.manifest_schema import MAX_MANIFEST_BYTES
 from tokysnatcher.standin import StandinSite
-from tokysnatcher.utils.manifest_schema import MAX_MANIFEST_BYTES
 
 pytestmark = pytest.mark.integration
 

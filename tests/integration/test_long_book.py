@@ -18,8 +18,8 @@ import pytest
 
 from book_support import MANIFEST, assert_manifest_matches_files, book_folder, manifest_of
 from helpers import cli_env, fast_options, run_cli
+from tokysnatcher.library.manifest_schema import MAX_MANIFEST_BYTES
 from tokysnatcher.standin import StandinSite, make_book
-from tokysnatcher.utils.manifest_schema import MAX_MANIFEST_BYTES
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ _COUNTING = """
 import sys
 from pathlib import Path
 
-import tokysnatcher.utils.manifest as manifest
+import tokysnatcher.library.manifest as manifest
 from tokysnatcher.cli import main
 
 log = Path(sys.argv[1])

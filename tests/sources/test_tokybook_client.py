@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tokysnatcher.core.http import make_session
 from tokysnatcher.errors import SourceError
+from tokysnatcher.net.http import make_session
 from tokysnatcher.sources.tokybook import TokybookClient
 from tokysnatcher.standin import BookSpec, Faults, StandinSite, TrackSpec
 

@@ -15,10 +15,8 @@ from typing import Any
 from rich.markup import escape
 
 from tokysnatcher import __version__
-from tokysnatcher.config import DEFAULT_BASE_URL, OutputFormat, Settings
-from tokysnatcher.core.download import RunResult
-from tokysnatcher.core.ffmpeg import FfmpegInfo, resolve_ffmpeg
-from tokysnatcher.core.run import (
+from tokysnatcher.config.settings import DEFAULT_BASE_URL, OutputFormat, Settings
+from tokysnatcher.download.run import (
     BookPlan,
     ResumeMode,
     Runtime,
@@ -28,11 +26,13 @@ from tokysnatcher.core.run import (
     open_runtime,
     prepare,
 )
-from tokysnatcher.core.status import RunStatus
+from tokysnatcher.download.scheduler import RunResult
 from tokysnatcher.errors import ExitCode, Interrupted, UsageError
-from tokysnatcher.render import Output
+from tokysnatcher.ffmpeg.binary import FfmpegInfo, resolve_ffmpeg
+from tokysnatcher.ui.display import visible
+from tokysnatcher.ui.output import Output
+from tokysnatcher.ui.status import RunStatus
 from tokysnatcher.utils.atomic import atomic_write_json
-from tokysnatcher.utils.display import visible
 
 DEMO_SLUG = "the-sample-book"
 DEMO_LATENCY = 0.15  # seconds per request
@@ -140,8 +140,8 @@ def finish_m4b(
     plan: BookPlan, settings: Settings, ffmpeg: FfmpegInfo, runtime: Runtime, output: Output
 ) -> None:
     """Join the downloaded parts into the book's single ``.m4b`` (chapters, tags, cover)."""
-    from tokysnatcher.core.m4b import make_book_file
     from tokysnatcher.errors import FailureKind, FfmpegError, Interrupted
+    from tokysnatcher.m4b.book import make_book_file
     from tokysnatcher.utils.units import format_bytes, format_duration
 
     again = f"Run {resume_command(plan, settings)} to join them again."

@@ -11,12 +11,12 @@ from rich.markup import escape
 from rich.prompt import Prompt
 
 from tokysnatcher.actions.download import download
-from tokysnatcher.config import Settings
-from tokysnatcher.core.run import open_runtime
+from tokysnatcher.config.settings import Settings
+from tokysnatcher.download.run import open_runtime
 from tokysnatcher.errors import ExitCode, UsageError
-from tokysnatcher.render import Output
 from tokysnatcher.sources.tokybook import SearchResult, TokybookClient, parse_book_ref
-from tokysnatcher.utils.display import visible
+from tokysnatcher.ui.display import visible
+from tokysnatcher.ui.output import Output
 
 #: Results a page in the terminal picker, and results listed when piped.
 PAGE_SIZE = 10

@@ -13,11 +13,11 @@ from urllib.parse import urlsplit
 
 from rich.markup import escape
 
-from tokysnatcher.config import DEFAULT_BASE_URL, OutputFormat, Settings
+from tokysnatcher.config.settings import DEFAULT_BASE_URL, OutputFormat, Settings
 from tokysnatcher.errors import ExitCode, Interrupted, UsageError
-from tokysnatcher.render import Output
-from tokysnatcher.utils.library import BookInfo, BookState, BookSummary, list_downloads
-from tokysnatcher.utils.verify import DeepCheck, VerifyReport, verify_folder
+from tokysnatcher.library.scan import BookInfo, BookState, BookSummary, list_downloads
+from tokysnatcher.library.verify import DeepCheck, VerifyReport, verify_folder
+from tokysnatcher.ui.output import Output
 
 # Hosts a book URL may name without --base-url (the same list the site client accepts).
 _SITE_HOSTS = frozenset({"tokybook.com", "www.tokybook.com"})
@@ -27,8 +27,8 @@ def verify(folder: Path, settings: Settings, output: Output, *, deep: bool) -> E
     """Check a book folder against its manifest and print a row per chapter."""
     deep_check: DeepCheck | None = None
     if deep:
-        from tokysnatcher.core.ffmpeg import resolve_ffmpeg
-        from tokysnatcher.core.ffmpeg_probe import decode_check
+        from tokysnatcher.ffmpeg.binary import resolve_ffmpeg
+        from tokysnatcher.ffmpeg.probe import decode_check
 
         ffmpeg = resolve_ffmpeg(settings.ffmpeg)
 
@@ -121,7 +121,7 @@ def _pick(books: list[BookSummary], output: Output) -> tuple[BookSummary, str] |
 def _resume(chosen: BookSummary, settings: Settings, output: Output) -> ExitCode:
     """Download the chosen book again with ``--resume``, in the format its manifest records."""
     from tokysnatcher.actions.download import download
-    from tokysnatcher.utils.manifest import ManifestManager
+    from tokysnatcher.library.manifest import ManifestManager
 
     manager = ManifestManager.load(chosen.folder)
     book = manager.book if manager is not None else None

@@ -83,7 +83,7 @@ class Settings:
     max_retries: int = 3
     retry_delay: float = 2.0
     stall_timeout: float = 30.0
-    # A request running longer must have averaged core.http.MIN_TRANSFER_RATE: cuts off a drip
+    # A request running longer must have averaged net.http.MIN_TRANSFER_RATE: cuts off a drip
     # that keeps just above the stall rule.
     transfer_timeout: float = 300.0
     speed_limit: float | None = None

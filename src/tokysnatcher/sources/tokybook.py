@@ -17,15 +17,15 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import requests
 import urllib3
 
-from tokysnatcher.core.failures import describe_exception
-from tokysnatcher.core.http import (
+from tokysnatcher.errors import BookNotFoundError, SourceError, UsageError
+from tokysnatcher.net.failures import describe_exception
+from tokysnatcher.net.http import (
     MIN_TRANSFER_RATE,
     TOO_SLOW_HINT,
     BoundedBody,
     ReadTimedOut,
 )
-from tokysnatcher.core.limits import CHUNK
-from tokysnatcher.errors import BookNotFoundError, SourceError, UsageError
+from tokysnatcher.net.limits import CHUNK
 from tokysnatcher.utils.units import plausible_seconds
 
 API_PREFIX = "/api/v1"

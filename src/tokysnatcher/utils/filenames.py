@@ -13,7 +13,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from tokysnatcher.utils.display import BIDI_CONTROLS
+from tokysnatcher.ui.display import BIDI_CONTROLS
 
 MAX_NAME_BYTES = 200
 

@@ -1,1 +1,0 @@
-"""tokysnatcher.core."""

@@ -1,0 +1,1 @@
+"""Downloading a book: plan, run, schedule, and the work of each chapter."""

@@ -1,0 +1,1 @@
+"""The ffmpeg binary: resolving it, building commands, running and probing."""

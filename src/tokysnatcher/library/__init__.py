@@ -1,0 +1,1 @@
+"""Book folders on disk: the manifest, scanning and verifying."""

@@ -1,0 +1,1 @@
+"""HTTP transfers, their limits, failure classification and HLS playlists."""

@@ -1,0 +1,450 @@
+"""What the command prints: errors, summaries, plans, tables, search results.
+
+Results (summary, plan, tables, search results) go to stdout; the live view, events, warnings
+and errors go to stderr. A non-terminal gets plain lines without escape codes; ``NO_COLOR`` is
+honoured (Rich reads it). Text from the site or from disk is printed through
+:func:`~tokysnatcher.ui.display.visible`, so it cannot act on the terminal.
+
+What is printed is only a view of the run: when the terminal or the pipe behind stdout or
+stderr goes away, printing stops quietly and the run still ends as it should (children ended,
+manifest saved, the right exit code).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from tokysnatcher.config.settings import Verbosity
+from tokysnatcher.ui.display import visible
+from tokysnatcher.utils.units import format_bytes, format_duration
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from tokysnatcher.download.run import BookPlan
+    from tokysnatcher.download.scheduler import RunResult
+    from tokysnatcher.library.scan import BookSummary
+    from tokysnatcher.library.verify import VerifyReport, VerifyRow
+    from tokysnatcher.sources.tokybook import SearchPage
+    from tokysnatcher.ui.status import Reporter, RunStatus
+
+
+def _mute(fd: int) -> None:
+    """Point ``fd`` at the null device: later writes to it, ours or Python's, succeed unseen."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def mute_terminal() -> None:
+    """The terminal hung up: whatever would go to it goes nowhere from now on.
+
+    A write to a terminal that is gone fails with EIO, or blocks while the far end is not
+    reading; either would stall the wind-down that follows a hangup. Output redirected to a
+    file or a pipe is left alone (the file still gets the summary and the resume command).
+    """
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            # Not isatty(): a terminal that hung up no longer answers it. A character device
+            # here is the terminal (or already the null device).
+            if stat.S_ISCHR(os.fstat(fd).st_mode):
+                _mute(fd)
+
+
+class _Stream(io.TextIOBase, TextIO):
+    """stdout or stderr as the consoles write to it: a failing write ends the output, not the run.
+
+    A closed terminal answers EIO, a pipe whose reader is gone EPIPE (Rich would turn the
+    latter into ``SystemExit`` in the middle of a run). The stream is muted instead, so the
+    buffered rest and every later write, ours or Python's at exit, go to the null device.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self._muted = False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # read-only: the wrapped stream's
+        return self._stream.encoding
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def write(self, text: str) -> int:
+        if not self._muted:
+            try:
+                self._stream.write(text)
+            except OSError:
+                self._mute()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._muted:
+            try:
+                self._stream.flush()
+            except OSError:
+                self._mute()
+
+    def _mute(self) -> None:
+        self._muted = True
+        with contextlib.suppress(OSError, ValueError):  # no descriptor (a test's capture)
+            _mute(self._stream.fileno())
+
+
+def _console(stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    tty = stream.isatty()
+    # Off a terminal, never wrap: one event stays one line for scripts and logs.
+    return Console(
+        file=_Stream(stream),
+        stderr=stderr,
+        width=None if tty else 10_000,
+        highlight=False,
+        soft_wrap=not tty,
+    )
+
+
+class Output:
+    """Printing for one invocation, at one verbosity."""
+
+    def __init__(self, verbosity: Verbosity, out: Console, err: Console) -> None:
+        self.verbosity = verbosity
+        self.out = out
+        self.err = err
+
+    @classmethod
+    def for_terminal(cls, verbosity: Verbosity) -> Output:
+        return cls(verbosity, _console(stderr=False), _console(stderr=True))
+
+    @property
+    def interactive(self) -> bool:
+        """Prompts are allowed only with a terminal on both ends and outside CI."""
+        return sys.stdin.isatty() and self.err.is_terminal and not os.environ.get("CI")
+
+    @property
+    def quiet(self) -> bool:
+        return self.verbosity is Verbosity.QUIET
+
+    @property
+    def debug(self) -> bool:
+        return self.verbosity is Verbosity.DEBUG
+
+    @staticmethod
+    def error_line(message: str, hint: str, *, new_line: bool = False) -> None:
+        """One line on stderr: the problem and what to do.
+
+        ``new_line``: in a terminal, start on a fresh line (after a prompt and an echoed ^C).
+        """
+        console = _console(stderr=True)
+        if new_line and console.file.isatty():
+            console.line()
+        text = f"error: {message}" + (f" - {hint}" if hint else "")
+        console.print(escape(visible(text)), style="red", soft_wrap=True)
+
+    def traceback(self) -> None:
+        self.err.print_exception(show_locals=False)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(escape(visible(message)), soft_wrap=True)
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(escape(visible(f"warning: {message}")), style="yellow", soft_wrap=True)
+
+    def log(self, message: str, level: str) -> None:
+        if level == "debug" and self.verbosity is not Verbosity.DEBUG:
+            return
+        if level == "info" and self.verbosity not in (Verbosity.VERBOSE, Verbosity.DEBUG):
+            return
+        if level == "warning":
+            self.warn(message)
+        elif level == "error":
+            self.err.print(escape(visible(f"error: {message}")), style="red", soft_wrap=True)
+        else:
+            self.info(message)
+
+    def reporter(self) -> Reporter:
+        # Imported here: only a download reports progress (the live view pulls in rich.live).
+        from tokysnatcher.ui.live import make_reporter
+
+        return make_reporter(self.err, self.verbosity)
+
+    # -- results ---------------------------------------------------------------------------
+    def plan(self, plan: BookPlan) -> None:
+        book = plan.book
+        self.out.print(
+            escape(visible(f"{book.title} by {book.author or 'Unknown Author'}")),
+            style="bold",
+            soft_wrap=True,
+        )
+        self.out.print(escape(visible(f"destination: {plan.folder}")), soft_wrap=True)
+        table = Table(show_edge=False, box=None, pad_edge=False)
+        for column in ("#", "action", "file", "est. size", "why"):
+            table.add_column(column, justify="right" if column in ("#", "est. size") else "left")
+        for ch in plan.chapters:
+            size = format_bytes(ch.estimated_bytes) if ch.estimated_bytes else "?"
+            table.add_row(
+                str(ch.index), str(ch.action), escape(visible(ch.dest.name)), size, ch.reason
+            )
+        self.out.print(table)
+        fetch = len(plan.to_fetch)
+        self.out.print(
+            f"plan: {fetch} to download, {plan.complete_count} to skip, "
+            f"about {format_bytes(plan.estimated_bytes())}; nothing was written (dry run)"
+        )
+
+    def summary(self, result: RunResult, status: RunStatus, resume_command: str) -> None:
+        chapters = result.chapters
+        done = sum(1 for c in chapters if c.status == "complete")
+        skipped = sum(1 for c in chapters if c.status == "skipped")
+        failed = result.failed
+        pending = [c for c in chapters if c.status == "pending"]
+        attempted = done + len(failed)
+        rate = 100.0 * done / attempted if attempted else 100.0
+        speed = result.bytes_received / result.seconds if result.seconds > 0 else 0.0
+        line = (
+            f"{done} complete, {len(failed)} failed, {skipped} skipped"
+            + (f", {len(pending)} not finished" if pending else "")
+            + f"; {result.retries} retries; success {rate:.0f}%; "
+            f"{format_bytes(result.bytes_received)} in {format_duration(result.seconds)}"
+            f" ({format_bytes(speed)}/s)"
+        )
+        if self.quiet:
+            self.out.print(escape(visible(f"{status.book_title}: {line}")), soft_wrap=True)
+        else:
+            self.out.print(
+                escape(visible(f"{status.book_title} - {line}")), style="bold", soft_wrap=True
+            )
+            for chapter in failed:
+                self.out.print(
+                    escape(
+                        visible(
+                            f"  failed {chapter.index:>3} {chapter.filename}: [{chapter.kind}] "
+                            f"{chapter.message}"
+                        )
+                    ),
+                    style="red",
+                    soft_wrap=True,
+                )
+            self.out.print(escape(visible(f"files: {status.destination}")), soft_wrap=True)
+        if result.stopped_by is not None:
+            self.out.print(
+                escape(visible(f"stopped: {result.stopped_by.message} - {result.stopped_by.hint}")),
+                style="red",
+                soft_wrap=True,
+            )
+        if failed or pending or result.interrupted or result.stopped_by is not None:
+            self.out.print(escape(visible(f"to resume: {resume_command}")), soft_wrap=True)
+
+    def search_results(self, page: SearchPage, *, numbered_from: int = 1) -> None:
+        if not page.results:
+            self.out.print("no results")
+            return
+        for number, item in enumerate(page.results, start=numbered_from):
+            authors = ", ".join(item.authors) or "Unknown Author"
+            self.out.print(
+                escape(visible(f"{number:>3}. {item.title} - {authors}  {item.url}")),
+                soft_wrap=True,
+            )
+        last = page.offset + len(page.results)
+        self.out.print(f"results {page.offset + 1}-{last} of {page.total}")
+
+    # -- library: --verify-folder and --list-downloads ---------------------------------------
+    def verify_report(self, report: VerifyReport, resume_command: str | None) -> None:
+        """The ``--verify-folder`` result: a row per chapter, unknown files, a verdict line."""
+        if report.book is None:
+            self.out.print(
+                escape(
+                    visible(
+                        f"nothing to verify in {report.book_dir}: no manifest and no "
+                        "'NN - Title' audio files"
+                    )
+                ),
+                soft_wrap=True,
+            )
+            if report.books_below:
+                self.out.print(
+                    escape(
+                        visible(
+                            f"it holds {report.books_below} book folder(s) further down: pass "
+                            f"one of them, or list them with --list-downloads -d {report.book_dir}"
+                        )
+                    ),
+                    soft_wrap=True,
+                )
+            for name in report.unknown_files:
+                self.out.print(escape(visible(f"  other audio file: {name}")), soft_wrap=True)
+            return
+        book = report.book
+        self.out.print(
+            escape(visible(f"{book.title} by {book.author or 'Unknown Author'} ({book.format})")),
+            style="bold",
+            soft_wrap=True,
+        )
+        self.out.print(escape(visible(f"folder: {report.book_dir}")), soft_wrap=True)
+        if report.rows:
+            self._verify_rows(report)
+        chapter_rows = sum(1 for row in report.rows if not row.is_book_file)
+        if 0 < chapter_rows < book.chapter_count:
+            self.out.print(
+                f"note: the manifest records {chapter_rows} of the book's "
+                f"{book.chapter_count} chapters"
+            )
+        if report.unknown_files:
+            self.out.print("audio files the manifest does not know (left alone):")
+            for name in report.unknown_files:
+                self.out.print(escape(visible(f"  {name}")), soft_wrap=True)
+        counts: dict[str, int] = {}
+        for row in report.rows:
+            label = _check_label(row)
+            counts[label] = counts.get(label, 0) + 1
+        parts = [f"{counts.pop('ok', 0)} of {len(report.rows)} ok"]
+        parts += [f"{n} {label}" for label, n in counts.items()]
+        if not report.rows:
+            parts = ["the manifest lists no chapters"]
+        marked = sum(1 for row in report.rows if row.marked_pending)
+        if marked:
+            parts.append(f"{marked} marked to be fetched again")
+        if report.rebuilt is not None:
+            parts.append("the manifest was corrupt and has been rebuilt")
+        if report.rejected:
+            parts.append(f"{len(report.rejected)} unsafe manifest entries rejected")
+        verdict = "verified: " if report.clean else "problems found: "
+        self.out.print(
+            escape(visible(verdict + ", ".join(parts))),
+            style="green" if report.clean else "red",
+            soft_wrap=True,
+        )
+        if not report.clean and resume_command:
+            self.out.print(
+                escape(visible(f"to fetch what is missing: {resume_command}")), soft_wrap=True
+            )
+
+    def _verify_rows(self, report: VerifyReport) -> None:
+        """The table of ``--verify-folder``: a line per chapter, in columns.
+
+        Not a Rich table: laying one out measures every cell and holds the whole rendering, which
+        for a 200,000-chapter manifest took minutes and hundreds of MB. Lines go out in chunks.
+        """
+        rows = report.rows
+        header = ("#", "file", "status", "detail")
+        names = [visible(row.name) for row in rows]  # names on disk are not ours: made inert
+        widths = [
+            max(len(header[0]), *(len(str(row.index)) for row in rows)),
+            max(len(header[1]), *(len(name) for name in names)),
+            max(len(header[2]), *(len(_check_label(row)) for row in rows)),
+        ]
+
+        def line(number: str, name: str, label: str, detail: str) -> str:
+            text = f"{number:>{widths[0]}}  {name:<{widths[1]}}  {label:<{widths[2]}}  {detail}"
+            return text.rstrip() + "\n"
+
+        chunk = Text()
+        chunk.append(line(*header), style="bold")
+        for row, name in zip(rows, names, strict=True):
+            ok = row.check == "ok"
+            detail = "" if ok else visible(row.detail)
+            if row.marked_pending:
+                detail += " - marked for download" if not row.is_book_file else " - will be remade"
+            number = "" if row.is_book_file else str(row.index)
+            style = None if ok else ("yellow" if row.check == "incomplete" else "red")
+            chunk.append(line(number, name, _check_label(row), detail), style=style)
+            if len(chunk) > 64_000:
+                self.out.print(chunk, soft_wrap=True, end="")
+                chunk = Text()
+        self.out.print(chunk, soft_wrap=True, end="")
+
+    def library_table(self, books: Sequence[BookSummary], root: Path) -> None:
+        """The ``--list-downloads`` table: one numbered row per book, then a count by state."""
+        if not books:
+            self.out.print(escape(visible(f"no downloads found under {root}")), soft_wrap=True)
+            return
+        table = Table(show_edge=False, box=None, pad_edge=False)
+        for column in ("#", "title", "author", "format", "chapters", "size", "updated", "state"):
+            right = column in ("#", "chapters", "size")
+            table.add_column(column, justify="right" if right else "left")
+        for number, book in enumerate(books, start=1):
+            state = str(book.state)
+            table.add_row(
+                str(number),
+                escape(visible(book.title)),
+                escape(visible(book.author or "Unknown Author")),
+                escape(visible(book.format or "-")),
+                f"{book.complete}/{book.total}" if book.format else "-",
+                format_bytes(book.size) if book.size else "-",
+                _local_time(book.updated_at),
+                state,
+                style=_STATE_STYLES.get(state),
+            )
+        self.out.print(table)
+        for number, book in enumerate(books, start=1):
+            if book.problem:
+                self.out.print(
+                    escape(visible(f"{number:>3}: {book.problem} ({book.folder})")),
+                    style="red",
+                    soft_wrap=True,
+                )
+        counts: dict[str, int] = {}
+        for book in books:
+            counts[str(book.state)] = counts.get(str(book.state), 0) + 1
+        summary = ", ".join(f"{n} {state}" for state, n in counts.items())
+        self.out.print(
+            escape(visible(f"{len(books)} book(s) under {root}: {summary}")), soft_wrap=True
+        )
+
+
+# For the library methods above: check and state names as the tables show them.
+_CHECK_LABELS = {
+    "ok": "ok",
+    "missing": "missing",
+    "size_mismatch": "size mismatch",
+    "hash_mismatch": "hash mismatch",
+    "incomplete": "incomplete",
+    "decode_error": "decode error",
+    "duration_mismatch": "wrong length",
+}
+
+
+def _check_label(row: VerifyRow) -> str:
+    return _CHECK_LABELS.get(str(row.check), str(row.check))
+
+
+_STATE_STYLES = {
+    "complete": "green",
+    "incomplete": "yellow",
+    "in use": "cyan",
+    "failed": "red",
+    "corrupt": "red",
+    "unsupported": "red",
+}
+
+
+def _local_time(stamp: str | None) -> str:
+    """A manifest's UTC timestamp as local ``YYYY-MM-DD HH:MM`` (unparsable text shown as is)."""
+    from datetime import UTC, datetime
+
+    if not stamp:
+        return "-"
+    try:
+        moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return escape(visible(stamp[:20]))
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
