@@ -294,10 +294,12 @@ def segment_totals(site: StandinSite, slug: str) -> tuple[int, int]:
     return count, size
 
 
-def warm_up(site: StandinSite, slug: str, env: dict[str, str], root: Path) -> None:
+def warm_up(
+    site: StandinSite, slug: str, env: dict[str, str], root: Path, python: str = sys.executable
+) -> None:
     """One untimed run: compiles the bytecode and pages the ffmpeg binary in."""
     args = [slug, "--base-url", site.base_url, "-d", str(root), "--format", "m4a", "-q"]
-    result = run_tokysnatcher(args, env=env, timeout=300)
+    result = run_tokysnatcher(args, env=env, timeout=300, python=python)
     shutil.rmtree(root, ignore_errors=True)
     if result.returncode != 0:
         raise SystemExit(f"warm-up run failed ({result.returncode}):\n{result.log[-2000:]}")

@@ -54,6 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--cache-dir", type=Path, help="stand-in media cache (default: the stand-in's own)")
     add("--save", type=Path, help="also write the report (Markdown) to this file")
     add("--note", default="", help="a line to add to the report (which code was measured)")
+    add("--python", default=sys.executable, help="the interpreter that runs tokysnatcher")
     return parser.parse_args(argv)
 
 
@@ -80,13 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         env = child_env(work / "pycache")
         site = StandinSite(catalog=catalog, cache_dir=args.cache_dir).start()
         try:
-            warm_up(site, WARM_SLUG, env, work / "warm")
+            warm_up(site, WARM_SLUG, env, work / "warm", python=args.python)
             settle()
             for slug, size in sizes.items():
                 segments, segment_bytes = segment_totals(site, slug)
                 root = work / slug
                 cmd = [slug, "--base-url", site.base_url, "-d", str(root), "--format", "m4a"]
-                usage = run_tokysnatcher([*cmd, "-q"], env=env, timeout=1800)
+                usage = run_tokysnatcher([*cmd, "-q"], env=env, timeout=1800, python=args.python)
                 made = output_files(root, ".m4a")
                 shutil.rmtree(root, ignore_errors=True)
                 if usage.returncode != 0 or len(made) != size.chapters:

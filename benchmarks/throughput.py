@@ -11,6 +11,7 @@ tokysnatcher's wall time. Run from the repository root::
     python benchmarks/throughput.py                 # ~3.5 minutes: a 1-hour book, 1800 segments
     python benchmarks/throughput.py --quick         # smoke run, under a minute
     python benchmarks/throughput.py --save benchmarks/results/throughput.md
+    python benchmarks/throughput.py --python /other/install/bin/python --note "0.5.0"
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--cache-dir", type=Path, help="stand-in media cache (default: the stand-in's own)")
     add("--save", type=Path, help="also write the report (Markdown) to this file")
     add("--note", default="", help="a line to add to the report (which code was measured)")
+    add("--python", default=sys.executable, help="the interpreter that runs tokysnatcher")
     return parser.parse_args(argv)
 
 
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         work = Path(tmp)
         env = child_env(work / "pycache")
-        warm_up(site, WARM_SLUG, env, work / "warm")
+        warm_up(site, WARM_SLUG, env, work / "warm", python=args.python)
         settle()
         segments, segment_bytes = segment_totals(site, SLUG)
         headers = ffmpeg_header_arg(site.headers_for(SLUG))
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.connections:
                 cmd += ["--connections", str(args.connections)]
             site.stats.reset()
-            usage = run_tokysnatcher(cmd, env=env, timeout=timeout)
+            usage = run_tokysnatcher(cmd, env=env, timeout=timeout, python=args.python)
             made = output_files(root, f".{fmt}")
             if usage.returncode != 0 or len(made) != size.chapters:
                 sys.exit(f"tokysnatcher {fmt} failed ({usage.returncode}):\n{usage.log[-3000:]}")
