@@ -61,8 +61,8 @@ def fast_options(site: StandinSite, root: Path) -> list[str]:
 
 
 def decoded_md5(path: Path) -> str:
-    # Deliberately not ffmpeg.probe.decoded_md5: that goes through the process registry,
-    # which in-process cli.main() runs close for the rest of the pytest process.
+    # Run directly, not through the ffmpeg process registry: in-process cli.main() runs close
+    # it for the rest of the pytest process.
     result = subprocess.run(
         [FFMPEG, "-v", "error", "-i", str(path), "-map", "0:a", "-f", "md5", "-"],
         capture_output=True,

@@ -18,6 +18,7 @@ import imageio_ffmpeg
 import psutil
 import pytest
 
+from helpers import decoded_md5
 from tokysnatcher.errors import (
     DiskError,
     ExitCode,
@@ -36,7 +37,8 @@ from tokysnatcher.ffmpeg.binary import (
     resolve_ffmpeg,
     track_tag,
 )
-from tokysnatcher.ffmpeg.probe import audio_seconds, decode_check, decoded_md5, probe
+from tokysnatcher.ffmpeg.image import image_to_jpeg
+from tokysnatcher.ffmpeg.probe import audio_seconds, decode_check, probe
 from tokysnatcher.ffmpeg.run import disk_refusal, run_ffmpeg
 from tokysnatcher.ui.live import ProgressSample
 
@@ -375,7 +377,7 @@ def test_convert(
     assert tags["album_artist"] == "Some Author"
     if target.startswith("m4a"):
         # A stream copy must not touch a single audio sample.
-        assert decoded_md5(ff, out) == decoded_md5(ff, source)
+        assert decoded_md5(out) == decoded_md5(source)
     else:
         data = out.read_bytes()
         assert data[:3] == b"ID3"
@@ -631,6 +633,26 @@ def test_stalled_ffmpeg_is_stopped(
     assert 1.0 <= elapsed < 1.0 + 0.5 + 1.0
     assert not out.exists()
     assert_gone(pid)
+
+
+def test_a_short_run_past_its_timeout_is_a_stall_and_leaves_no_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FfmpegInfo(path=str(fake_binary(tmp_path)), version="0.0-fake", source="option")
+    pidfile = tmp_path / "pid"
+    monkeypatch.setenv("FAKE_FFMPEG_MODE", "hang")
+    monkeypatch.setenv("FAKE_FFMPEG_PIDFILE", str(pidfile))
+    source = tmp_path / "cover.webp"
+    source.write_bytes(b"RIFF")
+    out = tmp_path / "cover.jpg"
+    started = time.monotonic()
+    with pytest.raises(FfmpegError) as caught:
+        image_to_jpeg(fake, source, out, max_pixels=1 << 20, timeout=0.5)
+    assert time.monotonic() - started < 0.5 + 2.0
+    assert caught.value.kind is FailureKind.FFMPEG_STALLED
+    assert caught.value.message == "converting the image cover.webp did not finish within 0.5 s"
+    assert not out.exists()
+    assert_gone(int(pidfile.read_text()))
 
 
 def test_ffmpeg_ignoring_sigterm_is_killed_after_grace(

@@ -118,7 +118,6 @@ def test_full_lifecycle_has_the_spec_shape(tmp_path: Path) -> None:
     assert STAMP.fullmatch(entry["completed_at"])
     assert data == manager.data
     assert manager.check_chapter(name) is ChapterCheck.OK
-    assert manager.is_complete_on_disk(name)
 
 
 def test_manifest_file_is_sorted_and_readable(tmp_path: Path) -> None:
@@ -173,7 +172,7 @@ def test_reopen_keeps_state_and_resets_interrupted_downloads(tmp_path: Path) -> 
     reopened = open_manager(tmp_path)
     assert reopened.chapter("02 - B.mp3").status is ChapterStatus.PENDING  # type: ignore[union-attr]
     assert reopened.chapter("02 - B.mp3").attempts == 1  # type: ignore[union-attr]
-    assert reopened.is_complete_on_disk("01 - A.mp3")
+    assert reopened.check_chapter("01 - A.mp3") is ChapterCheck.OK
     assert ManifestManager.load(tmp_path / "elsewhere") is None
 
 
@@ -278,7 +277,7 @@ def test_corrupt_manifest_is_moved_aside_and_rebuilt_from_files(
     assert manager.corrupt_reason
     assert any("corrupt" in w for w in manager.warnings)
     assert (tmp_path / ".tokysnatcher.json").read_bytes() == content, "not touched at open"
-    assert manager.is_complete_on_disk("01 - Prologue.mp3")
+    assert manager.check_chapter("01 - Prologue.mp3") is ChapterCheck.OK
     manager.ensure_chapter("02 - Next.mp3", index=2, title="Next")
     copies = sorted(tmp_path.glob(".tokysnatcher.json.corrupt-*"))
     assert [c.name for c in copies] == [".tokysnatcher.json.corrupt-20261123T100002Z"]
@@ -404,7 +403,7 @@ def test_m4b_parts_live_in_the_work_folder_and_book_file_is_checked(tmp_path: Pa
     assert manager.chapter_path(part) == tmp_path / ".tokysnatcher" / "parts" / part
     size, digest = write_chapter(manager.chapter_path(part), b"part one")
     manager.mark_complete(part, size=size, sha256=digest)
-    assert manager.is_complete_on_disk(part)
+    assert manager.check_chapter(part) is ChapterCheck.OK
     assert manager.check_book_file() is ChapterCheck.INCOMPLETE
     size, digest = write_chapter(tmp_path / "The Hobbit.m4b", b"whole book")
     manager.set_book_file("The Hobbit.m4b", size, digest)
@@ -474,7 +473,7 @@ def test_a_corrupt_manifest_is_rebuilt_in_the_format_asked_for(tmp_path: Path) -
     assert guessed.format == "mp3"
     assert sorted(guessed.chapters) == ["01 - A.mp3", "02 - B.mp3"]
     assert (tmp_path / ".tokysnatcher.json").read_text() == "{", "loading never writes"
-    assert as_m4a.is_complete_on_disk("01 - A.m4a")
+    assert as_m4a.check_chapter("01 - A.m4a") is ChapterCheck.OK
     entry = as_m4a.chapter("01 - A.m4a")
     assert entry is not None
     assert (entry.size, entry.sha256) == (size, digest)
@@ -533,7 +532,7 @@ def test_a_manifest_from_before_lengths_were_recorded_loads_and_saves(tmp_path: 
     chapter = old.chapter(name)
     assert chapter is not None
     assert chapter.expected_duration is None
-    assert old.is_complete_on_disk(name)
+    assert old.check_chapter(name) is ChapterCheck.OK
     old.save()
     assert on_disk(tmp_path)["chapters"][name] == data["chapters"][name]
 

@@ -95,7 +95,7 @@ def test_build_from_scan_takes_author_and_title_from_folders(tmp_path: Path) -> 
     assert data["chapters"]["03 - The Loosing of the Shadow.mp3"]["title"] == (
         "The Loosing of the Shadow"
     )
-    assert all(manager.is_complete_on_disk(name) for name in data["chapters"])
+    assert all(manager.check_chapter(name) is ChapterCheck.OK for name in data["chapters"])
 
 
 def test_verify_empty_folder_finds_nothing_and_writes_nothing(tmp_path: Path) -> None:

@@ -241,7 +241,6 @@ def test_a_body_lands_under_its_name_only_when_complete(
     assert dest.read_bytes() == BODY
     assert files_in(tmp_path) == ["000001.ts"]
     assert fetcher.transfer.active == 0
-    assert fetcher.transfer.bytes_total >= len(BODY)
 
 
 def test_media_is_asked_for_uncompressed(fetcher: Fetcher, server: _Server) -> None:
@@ -608,7 +607,6 @@ def test_many_requests_share_at_most_connections_keep_alive_connections(tmp_path
     assert 1 <= opened <= 3
     assert peak <= 3
     assert fetcher.transfer.active == 0
-    assert fetcher.transfer.bytes_total == 48 * len(BODY)
 
 
 def test_a_stand_in_book_arrives_whole_over_reused_connections(

@@ -105,7 +105,6 @@ def test_hashing_writer_hash_and_size_match_a_real_read(tmp_path: Path) -> None:
     with hashing_writer(target) as out:
         for chunk in chunks:
             assert out.write(memoryview(chunk)) == len(chunk)
-    assert out.committed
     expected = hashlib.sha256(b"".join(chunks)).hexdigest()
     assert out.sha256 == expected
     assert out.size == sum(map(len, chunks))
@@ -165,9 +164,17 @@ def test_disk_errors_map_to_disk_error(code: int, words: str) -> None:
     assert "-d" in mapped.hint
 
 
-def test_other_os_errors_are_not_disk_errors() -> None:
-    assert disk_error_for(OSError(errno.ENOENT, "gone"), Path("x")) is None
-    assert disk_error_for(OSError("no errno"), Path("x")) is None
+def test_other_os_errors_keep_their_own_reason() -> None:
+    assert (
+        disk_error_for(OSError(errno.ENOENT, "gone"), Path("x")).message == "cannot write x: gone"
+    )
+    no_errno = disk_error_for(OSError("no errno"), Path("x"), action="create")
+    assert no_errno.message == "cannot create x: no errno"
+
+
+def test_a_write_the_disk_does_not_refuse_keeps_its_os_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        atomic_write_json(tmp_path / "gone" / "manifest.json", {"a": 1})
 
 
 def test_unwritable_folder_raises_disk_error() -> None:

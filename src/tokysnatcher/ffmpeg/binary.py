@@ -32,7 +32,7 @@ from tokysnatcher.ffmpeg import processes
 
 ENV_VAR = "TOKYSNATCHER_FFMPEG"
 PROTOCOL_WHITELIST = "file,pipe"
-MP3_VBR_QUALITY = "4"  # libmp3lame VBR V4: ample for speech, far below the old 320k (SPEC §2)
+MP3_VBR_QUALITY = "4"  # libmp3lame VBR V4: ample for speech (SPEC §2)
 AAC_ENCODE_BITRATE = "96k"  # only when an m4a is asked for without stream copy
 
 FfmpegSource = Literal["option", "env", "path", "bundled"]
@@ -170,11 +170,11 @@ def _locate(value: str, label: str, search_path: str) -> str:
 
 def _check(path: str, source: FfmpegSource, label: str, timeout: float) -> FfmpegInfo:
     try:
-        returncode, out, _ = run_short([path, "-version"], timeout=timeout)
-    except subprocess.TimeoutExpired as err:
-        raise FfmpegNotFoundError(
-            f"{label}: not an ffmpeg binary (-version did not finish within {timeout:g} s)"
-        ) from err
+        returncode, out, _ = run_short([path, "-version"], timeout=timeout, doing="-version")
+    except FfmpegError as err:
+        if err.kind is not FailureKind.FFMPEG_STALLED:
+            raise
+        raise FfmpegNotFoundError(f"{label}: not an ffmpeg binary ({err})") from err
     except OSError as err:
         raise FfmpegNotFoundError(
             f"{label}: not an ffmpeg binary (cannot run it: {err.strerror or err})"
@@ -284,15 +284,27 @@ def file_url(path: Path | str) -> str:
 
 
 def run_short(
-    args: list[str], *, timeout: float, stdin_data: bytes | None = None
+    args: list[str],
+    *,
+    timeout: float,
+    doing: str,
+    stdin_data: bytes | None = None,
+    partial_output: Path | None = None,
 ) -> tuple[int, bytes, bytes]:
     """Run a short ffmpeg command to the end; ``(returncode, stdout, stderr)``.
 
-    Raises ``subprocess.TimeoutExpired`` past ``timeout``, ``OSError`` when it cannot start and
-    ``FfmpegError(CANCELLED)`` when the process registry is already shut down.
+    Past ``timeout`` the process is ended, ``partial_output`` removed and
+    ``FfmpegError(FFMPEG_STALLED)`` raised ("``doing`` did not finish within N s"). Raises
+    ``OSError`` when it cannot start and ``FfmpegError(CANCELLED)`` when the process registry is
+    already shut down.
     """
     try:
         return processes.run_bounded(args, timeout=timeout, stdin_data=stdin_data)
+    except subprocess.TimeoutExpired as err:
+        remove_output(partial_output)
+        raise FfmpegError(
+            f"{doing} did not finish within {timeout:g} s", kind=FailureKind.FFMPEG_STALLED
+        ) from err
     except processes.RegistryClosedError as err:
         raise FfmpegError(str(err), kind=FailureKind.CANCELLED) from err
 

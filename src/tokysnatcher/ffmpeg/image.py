@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -49,13 +48,7 @@ def probe_image(
     args += ["-max_pixels", str(max_pixels)]
     args += ["-protocol_whitelist", PROTOCOL_WHITELIST, "-i", file_url(path)]
     args += ["-map", "0:v:0", "-frames:v", "1", "-f", "null", "-"]
-    try:
-        returncode, _, err = run_short(args, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise FfmpegError(
-            f"decoding the image {path.name} did not finish within {timeout:g} s",
-            kind=FailureKind.FFMPEG_STALLED,
-        ) from exc
+    returncode, _, err = run_short(args, timeout=timeout, doing=f"decoding the image {path.name}")
     text = err.decode("utf-8", errors="replace")
     found = _VIDEO.search(text)
     if returncode != 0 or found is None or "Input #0" not in text:
@@ -79,14 +72,9 @@ def image_to_jpeg(
     ]
     args += ["-map", "0:v:0", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "3"]
     args += ["-pix_fmt", "yuvj420p", "-f", "mjpeg", file_url(output)]
-    try:
-        returncode, _, err = run_short(args, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        remove_output(output)
-        raise FfmpegError(
-            f"converting the image {source.name} did not finish within {timeout:g} s",
-            kind=FailureKind.FFMPEG_STALLED,
-        ) from exc
+    returncode, _, err = run_short(
+        args, timeout=timeout, doing=f"converting the image {source.name}", partial_output=output
+    )
     if returncode != 0:
         remove_output(output)
         lines = err.decode("utf-8", errors="replace").splitlines()

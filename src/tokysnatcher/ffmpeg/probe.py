@@ -13,7 +13,6 @@ file cut short later keeps its header).
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
@@ -60,14 +59,8 @@ def probe(ffmpeg: FfmpegInfo, source: Path | bytes, *, timeout: float = 30.0) ->
         data, url, name = None, file_url(source), str(source)
         args.append("-nostdin")
     args += ["-protocol_whitelist", PROTOCOL_WHITELIST, "-i", url]
-    try:
-        # ffmpeg exits 1 here ("At least one output file must be specified"): that is expected.
-        _, _, err = run_short(args, timeout=timeout, stdin_data=data)
-    except subprocess.TimeoutExpired as exc:
-        raise FfmpegError(
-            f"ffmpeg did not finish reading {name} within {timeout:g} s",
-            kind=FailureKind.FFMPEG_STALLED,
-        ) from exc
+    # ffmpeg exits 1 here ("At least one output file must be specified"): that is expected.
+    _, _, err = run_short(args, timeout=timeout, doing=f"reading {name}", stdin_data=data)
     text = err.decode("utf-8", errors="replace")
     if "Input #0" not in text:
         detail = summarize_stderr([line for line in text.splitlines() if line.strip()])
@@ -128,7 +121,12 @@ def decode_check(ffmpeg: FfmpegInfo, path: Path, *, timeout: float = 600.0) -> D
     The seconds come from the MP4 sample table (the decode proved those frames sound), else from
     the end of the decode: an MP3's timestamps count the frames that were really there.
     """
-    returncode, out, err = _decode(ffmpeg, path, "null", timeout, progress=True)
+    args = [ffmpeg.path, "-hide_banner", "-nostdin", "-v", "error"]
+    # The null muxer writes nothing, so stdout carries only the progress lines.
+    args += ["-nostats", "-progress", "pipe:1"]
+    args += ["-protocol_whitelist", PROTOCOL_WHITELIST, "-i", file_url(path)]
+    args += ["-map", "0:a", "-f", "null", "-"]
+    returncode, out, err = run_short(args, timeout=timeout, doing=f"decoding {path.name}")
     lines = [line for line in err.decode("utf-8", errors="replace").splitlines() if line.strip()]
     problem = None
     if lines:
@@ -144,32 +142,3 @@ def decode_check(ffmpeg: FfmpegInfo, path: Path, *, timeout: float = 600.0) -> D
             return Decoded(err.message, None)
     times = _OUT_TIME_US.findall(out)
     return Decoded(None, int(times[-1]) / 1e6 if times else None)
-
-
-def decoded_md5(ffmpeg: FfmpegInfo, path: Path, *, timeout: float = 600.0) -> str:
-    """MD5 of the decoded audio samples: equal for the same audio in any container."""
-    returncode, out, err = _decode(ffmpeg, path, "md5", timeout)
-    match = re.search(rb"MD5=([0-9a-f]{32})", out)
-    if returncode != 0 or match is None:
-        lines = err.decode("utf-8", errors="replace").splitlines()
-        raise FfmpegError(
-            f"cannot decode {path.name}: {summarize_stderr(lines)}", kind=FailureKind.INVALID_MEDIA
-        )
-    return match.group(1).decode()
-
-
-def _decode(
-    ffmpeg: FfmpegInfo, path: Path, muxer: str, timeout: float, *, progress: bool = False
-) -> tuple[int, bytes, bytes]:
-    args = [ffmpeg.path, "-hide_banner", "-nostdin", "-v", "error"]
-    if progress:  # the null muxer writes nothing, so stdout carries only the progress lines
-        args += ["-nostats", "-progress", "pipe:1"]
-    args += ["-protocol_whitelist", PROTOCOL_WHITELIST, "-i", file_url(path)]
-    args += ["-map", "0:a", "-f", muxer, "-"]
-    try:
-        return run_short(args, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise FfmpegError(
-            f"decoding {path.name} did not finish within {timeout:g} s",
-            kind=FailureKind.FFMPEG_STALLED,
-        ) from exc

@@ -251,12 +251,13 @@ class StderrTail(threading.Thread):
     """Drains a child's stderr, keeping the first and the last few lines (bounded memory)."""
 
     _MAX_LINE = 500
+    _KEEP = 20
 
-    def __init__(self, stream: IO[bytes], *, keep: int = 20, name: str = "stderr-tail") -> None:
+    def __init__(self, stream: IO[bytes], *, name: str = "stderr-tail") -> None:
         super().__init__(name=name, daemon=True)
         self._stream = stream
         self.first: str | None = None
-        self.tail: deque[str] = deque(maxlen=keep)
+        self.tail: deque[str] = deque(maxlen=self._KEEP)
         self.count = 0
 
     def run(self) -> None:
@@ -288,8 +289,6 @@ class StdinFeeder(threading.Thread):
         self._chunks = chunks
         self._abort = abort
         self.error: BaseException | None = None
-        self.broken_pipe = False
-        self.completed = False
 
     def run(self) -> None:
         chunks = iter(self._chunks)
@@ -304,12 +303,8 @@ class StdinFeeder(threading.Thread):
             try:
                 self._stdin.write(chunk)
             except (OSError, ValueError):
-                self.broken_pipe = True  # the child closed its input, or the owner closed ours
-                return
+                return  # the child closed its input, or the owner closed ours
         else:
             return  # aborted: leave stdin open, the owner ends the child
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self._stdin.close()
-            self.completed = True
-        except (OSError, ValueError):
-            self.broken_pipe = True

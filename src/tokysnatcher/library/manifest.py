@@ -48,7 +48,7 @@ from tokysnatcher.library.manifest_schema import (
     utc_now,
 )
 from tokysnatcher.library.scan import check_file, scan_doc
-from tokysnatcher.utils.atomic import atomic_write_json, disk_error_for
+from tokysnatcher.utils.atomic import atomic_write_json, reraise_disk_refusal
 from tokysnatcher.utils.links import is_real_dir
 
 # Re-exported: callers need these with the manager.
@@ -86,13 +86,12 @@ class ManifestManager:
         *,
         tool_version: str,
         clock: Clock = utc_now,
-        corrupt_reason: str | None = None,
     ) -> None:
         self.book_dir = book_dir
         self.path = book_dir / MANIFEST_NAME
         self.tool_version = tool_version
         self.warnings: list[str] = list(doc.warnings)
-        self.corrupt_reason = corrupt_reason  # why the file on disk was not used, if it was not
+        self.corrupt_reason: str | None = None  # why the file on disk was not used, if it was not
         self.corrupt_copy: Path | None = None  # where the corrupt file went, once moved
         # Entries dropped at load because their names could point outside the folder.
         self.rejected: list[str] = list(doc.warnings)
@@ -256,10 +255,6 @@ class ManifestManager:
         # Names in the manifest were checked when read or added (check_entry_name).
         return check_file(self._path_of(name), entry.size, entry.sha256)
 
-    def is_complete_on_disk(self, name: str) -> bool:
-        """True when the manifest proves the chapter complete (size and SHA-256 match)."""
-        return self.check_chapter(name) is ChapterCheck.OK
-
     def check_book_file(self) -> ChapterCheck:
         """:meth:`check_chapter` for the merged m4b file (``incomplete`` until it is made)."""
         book_file = self.book_file
@@ -365,12 +360,6 @@ class ManifestManager:
             completed_at=None,
             expected_duration=None,
         )
-
-    def remove_chapter(self, name: str) -> None:
-        """Forget a chapter (its file, if any, is left alone)."""
-        with self._lock:
-            if self._doc.chapters.pop(name, None) is not None:
-                self._save_locked()
 
     def set_book_file(self, name: str, size: int, sha256: str) -> None:
         """Record the merged m4b file (a plain name in the book folder)."""
@@ -484,7 +473,7 @@ class ManifestManager:
         try:
             self.book_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise (disk_error_for(err, self.book_dir, action="create") or err) from err
+            reraise_disk_refusal(err, self.book_dir, action="create")
         self._doc.tool_version = self.tool_version
         self._doc.updated_at = self._now()
         atomic_write_json(self.path, self._doc.to_json())
@@ -506,7 +495,7 @@ class ManifestManager:
         except FileNotFoundError:
             pass  # already gone: nothing left to keep
         except OSError as err:
-            raise (disk_error_for(err, self.path, action="move aside") or err) from err
+            reraise_disk_refusal(err, self.path, action="move aside")
         else:
             self.corrupt_copy = target
             self.warnings.append(f"the corrupt manifest was kept as {target.name}")

@@ -163,7 +163,7 @@ def join_parts(
             ffmetadata_text(tags, chapters, timebase=tracks[0].timescale), encoding="utf-8"
         )
     except OSError as err:
-        raise (disk_error_for(err, workdir) or DiskError(f"cannot write {workdir}: {err}")) from err
+        raise disk_error_for(err, workdir) from err
     except ValueError as err:
         raise FfmpegError(str(err), kind=FailureKind.INVALID_MEDIA) from err
     args = m4b_join_command(
@@ -290,7 +290,7 @@ def _build(
     try:
         fresh_dir(workdir)  # nothing a killed join left behind is used
     except OSError as err:
-        raise (disk_error_for(err, workdir) or DiskError(f"cannot write {workdir}: {err}")) from err
+        raise disk_error_for(err, workdir) from err
     _check_space(plan.folder, [path for path, _ in parts])
     cover = None
     if settings.no_cover:
@@ -321,7 +321,7 @@ def _build(
         output.replace(target)
         fsync_dir(plan.folder)
     except OSError as err:
-        raise (disk_error_for(err, target) or DiskError(f"cannot write {target}: {err}")) from err
+        raise disk_error_for(err, target) from err
     manifest.set_book_file(name, size, digest)
     with contextlib.suppress(OSError):
         remove_tree(workdir)
@@ -378,5 +378,5 @@ def _keep_part(part: Path, folder: Path) -> Path:
     except OSError as err:
         with contextlib.suppress(OSError):
             temp.unlink()
-        raise (disk_error_for(err, dest) or DiskError(f"cannot write {dest}: {err}")) from err
+        raise disk_error_for(err, dest) from err
     return dest

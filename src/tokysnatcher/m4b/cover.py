@@ -14,14 +14,13 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import imagesize
 
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind
 from tokysnatcher.ffmpeg.binary import FfmpegInfo
 from tokysnatcher.ffmpeg.image import ImageFormat, image_format, image_to_jpeg, probe_image
-from tokysnatcher.net.http import Fetcher
+from tokysnatcher.net.http import Fetcher, is_http_url
 
 MAX_COVER_BYTES = 10 * 2**20
 MAX_COVER_SIDE = 10_000  # pixels; players choke on (and nobody needs) anything larger
@@ -55,7 +54,7 @@ def fetch_cover(
     re-encoded as JPEG, the one every player shows. No site headers are sent: the cover may live
     on another host, which must not see the stream token.
     """
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
+    if not is_http_url(url):
         log(f"cover not used: {url!r} is not an http(s) URL", "warning")
         return None
     download = workdir / "cover.download"

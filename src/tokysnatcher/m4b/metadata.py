@@ -8,7 +8,6 @@ chapters back through ffmpeg.
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -123,13 +122,9 @@ def read_metadata(ffmpeg: FfmpegInfo, path: Path, *, timeout: float = 60.0) -> F
     """Global tags (keys lower-cased) and chapters of ``path``, as ffmpeg reads them back."""
     args = [ffmpeg.path, "-hide_banner", "-nostdin", "-v", "error"]
     args += ["-protocol_whitelist", PROTOCOL_WHITELIST, "-i", file_url(path), "-f", "ffmetadata"]
-    try:
-        returncode, out, err = run_short([*args, "-"], timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise FfmpegError(
-            f"reading the tags of {path.name} did not finish within {timeout:g} s",
-            kind=FailureKind.FFMPEG_STALLED,
-        ) from exc
+    returncode, out, err = run_short(
+        [*args, "-"], timeout=timeout, doing=f"reading the tags of {path.name}"
+    )
     if returncode != 0:
         lines = err.decode("utf-8", errors="replace").splitlines()
         raise FfmpegError(

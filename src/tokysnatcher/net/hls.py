@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import m3u8
 
 from tokysnatcher.errors import FailureKind, PlaylistError
+from tokysnatcher.net.http import is_http_url
 from tokysnatcher.utils.units import plausible_seconds
 
 MAX_PLAYLIST_BYTES = 1024 * 1024
@@ -73,7 +74,7 @@ class MediaPlaylist(NamedTuple):
 
 
 def _check_http_url(url: str, what: str) -> None:
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
+    if not is_http_url(url):
         raise PlaylistError(
             f"{what} {url[:120]!r} is not an http(s) URL; refused",
             kind=FailureKind.INVALID_MEDIA,

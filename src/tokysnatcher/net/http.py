@@ -37,7 +37,7 @@ from requests.cookies import get_cookie_header
 from requests.utils import requote_uri
 from urllib3.exceptions import ClosedPoolError
 
-from tokysnatcher.errors import DiskError, DownloadError, FailureKind, SegmentError
+from tokysnatcher.errors import DownloadError, FailureKind, SegmentError
 from tokysnatcher.net.failures import (
     classify_status,
     error_from_exception,
@@ -68,6 +68,11 @@ _REQUEST_ERRORS = (
     OSError,
     ValueError,
 )
+
+
+def is_http_url(url: str) -> bool:
+    """True when ``url`` is an http or https URL: the only kinds we ever request."""
+    return urlsplit(url).scheme.lower() in ("http", "https")
 
 
 def make_session(connections: int) -> requests.Session:
@@ -181,7 +186,6 @@ class Fetcher:
         stop: threading.Event,
         transfer_timeout: float = 300.0,
         limiter: RateLimiter | None = None,
-        transfer: Transfer | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.session = session
@@ -190,7 +194,7 @@ class Fetcher:
         self.transfer_timeout = transfer_timeout
         self.stop = stop
         self.limiter = limiter
-        self.transfer = transfer or Transfer()
+        self.transfer = Transfer()
         self._clock = clock
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=stall_timeout)
         self._pools: dict[tuple[str, str], urllib3.HTTPConnectionPool] = {}
@@ -335,7 +339,6 @@ class Fetcher:
                         f"{what}: body is over the {_mib(limit)} limit; refused",
                         kind=FailureKind.INVALID_MEDIA,
                     )
-                self.transfer.add(len(chunk))  # lock-free: a counter of this thread's own
                 yield chunk
         finally:
             body.close()
@@ -450,7 +453,9 @@ class Fetcher:
                 except DownloadError:
                     raise
                 except OSError as err:
-                    raise _disk_error(part or dest, err) from err
+                    # Any local write failure ends the run: a folder we cannot write to fails
+                    # every chapter.
+                    raise disk_error_for(err, part or dest) from err
                 return size
             finally:
                 _finish(response)
@@ -519,11 +524,6 @@ def _socket_of(response: urllib3.BaseHTTPResponse) -> socket.socket | None:
     """
     sock = getattr(response.connection, "sock", None)
     return sock if isinstance(sock, socket.socket) else None
-
-
-def _disk_error(path: Path, err: OSError) -> DiskError:
-    # Any local write failure ends the run: a folder we cannot write to fails every chapter.
-    return disk_error_for(err, path) or DiskError(f"cannot write {path}: {err.strerror or err}")
 
 
 def _mib(limit: int) -> str:

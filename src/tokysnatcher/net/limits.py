@@ -1,7 +1,7 @@
-"""Limits shared by every connection of a run: the ``--speed-limit`` token bucket and counters.
+"""Limits shared by every connection of a run: the ``--speed-limit`` token bucket and a counter.
 
-Both are used from many fetch threads at once; each keeps its locking to the minimum a chunk
-needs (the counters none at all on the writing side).
+Both are used from many fetch threads at once; the bucket keeps its locking to the minimum a
+chunk needs, the counter changes only once per request.
 """
 
 from __future__ import annotations
@@ -68,45 +68,21 @@ class RateLimiter:
 
 
 class Transfer:
-    """Byte and transfer counters shared with the progress view (updated from worker threads).
-
-    Each thread counts into a cell of its own, so counting a chunk takes no lock; reading a
-    total adds the cells up.
-    """
+    """How many transfers are in progress, for the progress view (updated from worker threads)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._local = threading.local()
-        self._cells: list[list[int]] = []  # [bytes, transfers in progress] per thread
-
-    def _cell(self) -> list[int]:
-        cell: list[int] | None = getattr(self._local, "cell", None)
-        if cell is None:
-            cell = self._local.cell = [0, 0]
-            with self._lock:
-                self._cells.append(cell)
-        return cell
-
-    def _sum(self, field: int) -> int:
-        with self._lock:
-            cells = tuple(self._cells)
-        return sum(cell[field] for cell in cells)
-
-    @property
-    def bytes_total(self) -> int:
-        """Body bytes received so far, by every thread."""
-        return self._sum(0)
+        self._active = 0
 
     @property
     def active(self) -> int:
         """Transfers in progress (requests sent or bodies being read)."""
-        return self._sum(1)
-
-    def add(self, n: int) -> None:
-        self._cell()[0] += n
+        return self._active
 
     def started(self) -> None:
-        self._cell()[1] += 1
+        with self._lock:
+            self._active += 1
 
     def ended(self) -> None:
-        self._cell()[1] -= 1
+        with self._lock:
+            self._active -= 1

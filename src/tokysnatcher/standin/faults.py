@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 FaultKind = Literal["5xx", "429", "reset", "truncate", "stall"]
@@ -83,10 +82,6 @@ class Faults:
     def retry_after_header(self) -> str:
         """The ``Retry-After`` value of a 429: whole seconds, rounded up (``0`` only if asked)."""
         return str(math.ceil(self.retry_after))
-
-    def with_missing(self, pairs: Iterable[tuple[str, int]]) -> Faults:
-        """A copy with more missing tracks (a convenience for tests)."""
-        return replace(self, missing_tracks=self.missing_tracks | frozenset(pairs))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -82,12 +82,10 @@ class MediaCache:
         self.root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.ffmpeg = resolve_ffmpeg(ffmpeg)
 
-    def prepare(
-        self, catalog: Mapping[str, BookSpec], workers: int | None = None
-    ) -> dict[tuple[str, int], TrackMedia]:
+    def prepare(self, catalog: Mapping[str, BookSpec]) -> dict[tuple[str, int], TrackMedia]:
         """Make sure every track of ``catalog`` exists on disk; independent tracks in parallel."""
         self.root.mkdir(parents=True, exist_ok=True)
-        workers = workers or min(8, (os.cpu_count() or 2) + 2)
+        workers = min(8, (os.cpu_count() or 2) + 2)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="standin-gen") as pool:
             by_key: dict[str, Future[TrackMedia]] = {}
             wanted: dict[tuple[str, int], Future[TrackMedia]] = {}

@@ -76,7 +76,6 @@ class StandinSite:
         port: int = 0,
         host: str = "127.0.0.1",
         verbose: bool = False,
-        workers: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._state = SiteState(
@@ -89,7 +88,6 @@ class StandinSite:
         self._ffmpeg = ffmpeg
         self._host = host
         self._port = port
-        self._workers = workers
         self._media: dict[tuple[str, int], TrackMedia] = {}
         self._servers: list[tuple[_Server, threading.Thread]] = []
         self._other_host_base: str | None = None
@@ -104,7 +102,7 @@ class StandinSite:
                 raise RuntimeError("this StandinSite is already started")
             state = self._state
             cache = MediaCache(self._cache_dir, self._ffmpeg)
-            self._media = cache.prepare(state.catalog, self._workers)
+            self._media = cache.prepare(state.catalog)
             state.covers = {b.slug: cache.cover(b) for b in state.catalog.values() if b.cover}
             main = _Server((self._host, self._port), StandinHandler, state)
             try:
@@ -190,11 +188,6 @@ class StandinSite:
         return int(self.base_url.rsplit(":", 1)[1])
 
     @property
-    def other_host_url(self) -> str | None:
-        """Base URL of the other-host listener (only when the catalog has such a track)."""
-        return self._other_host_base
-
-    @property
     def catalog(self) -> dict[str, BookSpec]:
         """The books served, slug -> spec."""
         return self._state.catalog
@@ -256,7 +249,3 @@ class StandinSite:
             "Referer": self.base_url + "/",
             "Accept-Encoding": "identity",
         }
-
-    def issue_token(self, slug: str) -> str:
-        """A fresh strict stream token for ``slug``, as the playlist API would give."""
-        return self._state.tokens.issue(self.catalog[slug].audio_book_id)

@@ -33,14 +33,14 @@ from types import TracebackType
 from typing import BinaryIO, NoReturn, Self
 
 from tokysnatcher.errors import DiskError, ManifestError
-from tokysnatcher.utils.links import open_nofollow
+from tokysnatcher.utils.links import open_nofollow, remove_entries
 
 if sys.platform != "win32":
     import fcntl
 
 CHUNK_SIZE = 1024 * 1024
 
-_DISK_MESSAGES = {
+_DISK_MESSAGES: dict[int | None, str] = {
     errno.ENOSPC: "no space left on the device",
     errno.EDQUOT: "the disk quota is exceeded",
     errno.EROFS: "the file system is read-only",
@@ -51,14 +51,14 @@ _DISK_MESSAGES = {
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
-def disk_error_for(err: OSError, path: Path, *, action: str = "write") -> DiskError | None:
-    """The :class:`DiskError` that ``err`` means for ``path``, or None if it is no disk refusal.
+def disk_error_for(err: OSError, path: Path, *, action: str = "write") -> DiskError:
+    """The :class:`DiskError` that ``err`` means for ``path``.
 
-    Callers do ``raise disk_error_for(err, path) or err`` style mapping; the message names the
-    path and the reason, the hint says what to do about that reason.
+    The message names the path and the reason, the hint says what to do about that reason.
     """
-    if err.errno not in _DISK_MESSAGES:
-        return None
+    reason = _DISK_MESSAGES.get(err.errno)
+    if reason is None:
+        return DiskError(f"cannot {action} {path}: {err.strerror or err}")
     if err.errno in _SPACE_ERRNOS:
         hint = "Free some space or choose another folder with -d, then run again with --resume."
     else:
@@ -66,13 +66,13 @@ def disk_error_for(err: OSError, path: Path, *, action: str = "write") -> DiskEr
             "Choose a folder you can write to with -d, or fix its permissions, "
             "then run again with --resume."
         )
-    return DiskError(f"cannot {action} {path}: {_DISK_MESSAGES[err.errno]}", hint=hint)
+    return DiskError(f"cannot {action} {path}: {reason}", hint=hint)
 
 
-def _reraise(err: OSError, path: Path, action: str = "write") -> NoReturn:
-    mapped = disk_error_for(err, path, action=action)
-    if mapped is not None:
-        raise mapped from err
+def reraise_disk_refusal(err: OSError, path: Path, *, action: str = "write") -> NoReturn:
+    """Raise the :class:`DiskError` for ``err`` if it is a disk refusal, else ``err`` itself."""
+    if err.errno in _DISK_MESSAGES:
+        raise disk_error_for(err, path, action=action) from err
     raise err
 
 
@@ -96,7 +96,8 @@ def _create_temp(final: Path) -> tuple[Path, int]:
         except FileExistsError:
             continue
         except OSError as err:
-            _reraise(err, final)  # the user knows the final name, not our temporary one
+            # The user knows the final name, not our temporary one.
+            reraise_disk_refusal(err, final)
 
 
 def fsync_dir(folder: Path) -> None:
@@ -134,7 +135,6 @@ class HashingFile:
         self._file: BinaryIO = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
         self._size = 0
-        self.committed = False
         self.closed = False
 
     @property
@@ -153,7 +153,7 @@ class HashingFile:
         try:
             self._file.write(view)
         except OSError as err:
-            _reraise(err, self.path)
+            reraise_disk_refusal(err, self.path)
         self._hash.update(view)
         self._size += len(view)
         return len(view)
@@ -171,12 +171,11 @@ class HashingFile:
         except OSError as err:
             self._file.close()
             _remove_quietly(self.temp_path)
-            _reraise(err, self.path)
+            reraise_disk_refusal(err, self.path)
         except BaseException:
             self._file.close()
             _remove_quietly(self.temp_path)
             raise
-        self.committed = True
         fsync_dir(self.path.parent)
 
     def abort(self) -> None:
@@ -268,23 +267,10 @@ def remove_stale_temps(folder: Path) -> list[str]:
     Returns the names removed. Call it only while holding :func:`folder_lock`: a live writer's
     temporary file looks exactly the same.
     """
-    removed: list[str] = []
-    try:
-        with os.scandir(folder) as entries:
-            stale = [
-                e
-                for e in entries
-                if _TEMP_RE.fullmatch(e.name) and e.is_file(follow_symlinks=False)
-            ]
-    except OSError:
-        return removed
-    for entry in stale:
-        try:
-            Path(entry.path).unlink()
-        except OSError:
-            continue
-        removed.append(entry.name)
-    return removed
+    return remove_entries(
+        folder,
+        lambda entry: bool(_TEMP_RE.fullmatch(entry.name)) and entry.is_file(follow_symlinks=False),
+    )
 
 
 def _busy(folder: Path) -> ManifestError:
@@ -340,7 +326,7 @@ def _acquire(folder: Path, wait: float) -> int | None:
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError as err:
-        _reraise(err, folder, action="open")
+        reraise_disk_refusal(err, folder, action="open")
     deadline = time.monotonic() + wait
     while True:
         try:

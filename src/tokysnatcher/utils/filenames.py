@@ -32,7 +32,6 @@ _REPLACEMENTS = str.maketrans(
         "*": " ",
     }
 )
-FORBIDDEN_CHARS = frozenset('<>:"/\\|?*')
 
 # Device names Windows reserves in every folder, with or without an extension. The superscript
 # digits are reserved as well (COM¹ …), a lesser-known corner.
@@ -165,14 +164,6 @@ def check_plain_name(name: str) -> str:
     if not name or name in (".", "..") or _NOT_PLAIN_RE.search(name):
         raise ValueError(f"{name!r} is not a plain file name")
     return name
-
-
-def safe_child(folder: Path, name: str) -> Path:
-    """``folder / name`` after checking that ``name`` cannot point anywhere else."""
-    child = folder / check_plain_name(name)
-    if not is_inside(folder, child):  # pragma: no cover - check_plain_name already ensures it
-        raise ValueError(f"{name!r} points outside {folder}")
-    return child
 
 
 def book_dir(root: Path, author: str, title: str) -> Path:

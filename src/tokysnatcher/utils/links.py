@@ -18,6 +18,7 @@ import errno
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 # Windows has no O_NOFOLLOW: there the lstat checks alone keep links out.
@@ -78,13 +79,21 @@ def remove_links_in(folder: Path) -> list[str]:
 
     Nothing in a work folder of ours is a link, so any link there was planted.
     """
+    return remove_entries(folder, os.DirEntry.is_symlink)
+
+
+def remove_entries(folder: Path, select: Callable[[os.DirEntry[str]], bool]) -> list[str]:
+    """Unlink the entries directly inside ``folder`` that ``select`` picks; the names removed.
+
+    An unreadable folder removes nothing, an entry that cannot be removed is skipped.
+    """
     removed: list[str] = []
     try:
         with os.scandir(folder) as entries:
-            links = [entry for entry in entries if entry.is_symlink()]
+            chosen = [entry for entry in entries if select(entry)]
     except OSError:
         return removed
-    for entry in links:
+    for entry in chosen:
         try:
             Path(entry.path).unlink()
         except OSError:
