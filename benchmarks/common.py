@@ -237,6 +237,21 @@ def run_tokysnatcher(
         return result
 
 
+def run_command(command: Sequence[str], *, env: dict[str, str], timeout: float) -> Usage:
+    """Run one program, output discarded; its wall time and CPU (its reaped children included)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        list(command),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    code, usage = _wait4(proc, timeout)
+    wall = time.monotonic() - started
+    return Usage(wall=wall, returncode=code, cpu_python=usage.ru_utime + usage.ru_stime)
+
+
 def run_commands(commands: Sequence[Sequence[str]], *, parallel: int, timeout: float) -> Usage:
     """Run ``commands`` ``parallel`` at a time; wall of the batch, summed CPU, max RSS."""
     lock = threading.Lock()

@@ -12,26 +12,19 @@ quoted instead.
 
 import dataclasses
 import logging
-import math
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from typer._click import Context, Parameter
-from typer._click.exceptions import BadOptionUsage, BadParameter
-from typer._coercion import PassThroughRuntimeParam
-from typer.core import TyperCommand, _TyperParameter
-from typer.exceptions import TyperException
 
 from tokysnatcher import __version__
-from tokysnatcher.config.settings import MIN_SPEED_LIMIT, NUMBERS, OutputFormat, Settings, Verbosity
-from tokysnatcher.errors import ExitCode, TokysnatcherError, UsageError
+from tokysnatcher.config.settings import KEYS, Settings, Verbosity, parse_path, parse_text
+from tokysnatcher.errors import BadValue, ExitCode, TokysnatcherError, UsageError
 
 if TYPE_CHECKING:
     from tokysnatcher.ui.output import Output
@@ -77,21 +70,15 @@ OUTPUT = "Output"
 
 #: The accepted form of each option's value, for the one-line error of a bad value.
 FORMS = {
-    "--directory": "a folder, e.g. -d ~/Audiobooks",
-    "--format": "one of mp3, m4a, m4b",
-    "--chapters": "chapter numbers and ranges separated by commas, e.g. 1-3,7 or 5-",
-    "--speed-limit": "bytes per second with an optional K, M or G suffix, e.g. 500K, 2M, "
-    "1.5MiB (none: no limit)",
-    "--base-url": "an http(s) URL with a host, e.g. https://tokybook.com",
-    "--ffmpeg": "the path of an ffmpeg binary",
+    **{f"--{key.name}": key.accepted for key in KEYS.values()},
     "--search": "a search query, e.g. -s sherlock",
     "--verify-folder": "a book folder, e.g. --verify-folder ~/Music/Audiobooks/Author/Title",
     "--report": "a file in an existing, writable folder, e.g. --report run.json",
     "--profile": "the name of a [profiles.NAME] table of the config file",
     "--config": "a TOML config file",
-    **{number.option: number.accepted for number in NUMBERS.values()},
 }
 _SHORT = {"-d": "--directory", "-j": "--jobs", "-s": "--search"}
+_T = TypeVar("_T")
 
 
 def _default(text: str) -> str:
@@ -105,59 +92,17 @@ def _setting(name: str) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-# -- value parsers: each turns a bad value into one line that names the accepted form ---------
-def _number(field: str) -> Callable[[str], float]:
-    number = NUMBERS[field]
+# -- parsers of the command-line-only values; the settings' values are parsed by config.sources
+def _option(parse: Callable[[object], _T]) -> Callable[[str], _T]:
+    """A value parser of ``config.settings`` as a Typer parser (its error names no option)."""
 
-    def parse(text: str) -> float:
+    def parser(text: str) -> _T:
         try:
-            value = float(text.strip())
-        except ValueError:
-            value = float("nan")
-        if math.isnan(value) or (number.whole and not value.is_integer()):
-            raise BadParameter(
-                f"{text!r} is not {'a whole number' if number.whole else 'a number'}"
-            )
-        if not number.accepts(value):
-            raise BadParameter(f"{text!r} is out of range")
-        return int(value) if number.whole else value
+            return parse(text)
+        except BadValue as err:
+            raise typer.BadParameter(err.message) from None
 
-    return parse
-
-
-def _format(text: str) -> OutputFormat:
-    try:
-        return OutputFormat(text.strip().lower())
-    except ValueError:
-        raise BadParameter(f"{text!r} is not a known format") from None
-
-
-def _chapters(text: str) -> str:
-    """Syntax only: whether the numbers exist is known once the book is resolved."""
-    parts = [part.strip() for part in text.split(",")]
-    for part in parts:
-        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d*))?", part)
-        if match is None:
-            raise BadParameter(f"{part!r} is not a chapter number or range")
-        start, end = int(match.group(1)), match.group(2)
-        if start < 1:
-            raise BadParameter(f"{part!r}: chapters are numbered from 1")
-        if end and int(end) < start:
-            raise BadParameter(f"{part!r} is a backwards range (write {end}-{start})")
-    return ",".join(parts)
-
-
-def _speed_limit(text: str) -> str:
-    """Checked here, converted by config.sources (``none`` must still override a profile)."""
-    from tokysnatcher.config.sources import parse_speed_limit
-
-    try:
-        rate = parse_speed_limit(text)
-    except UsageError:
-        raise BadParameter(f"{text!r} is not a rate") from None
-    if rate is not None and rate < MIN_SPEED_LIMIT:
-        raise BadParameter(f"{text!r} is below the lowest limit, 1K")
-    return text
+    return parser
 
 
 def _base_url(text: str) -> str:
@@ -166,68 +111,19 @@ def _base_url(text: str) -> str:
     try:
         return normalize_base_url(text)
     except (UsageError, ValueError):  # ValueError: urlsplit refuses e.g. "http://[::1"
-        raise BadParameter(f"{text!r} is not an http(s) URL") from None
+        raise typer.BadParameter(f"{text!r} is not an http(s) URL") from None
 
 
 def _report(text: str) -> Path:
     path = Path(text).expanduser()
     folder = path.parent
     if not text.strip() or path.is_dir():
-        raise BadParameter(f"{text!r} is a folder, not a file name")
+        raise typer.BadParameter(f"{text!r} is a folder, not a file name")
     if not folder.is_dir():
-        raise BadParameter(f"{text!r}: the folder {str(folder)!r} does not exist")
+        raise typer.BadParameter(f"{text!r}: the folder {str(folder)!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise BadParameter(f"{text!r}: the folder {str(folder)!r} is not writable")
+        raise typer.BadParameter(f"{text!r}: the folder {str(folder)!r} is not writable")
     return path
-
-
-def _folder(text: str) -> Path:
-    if not text.strip():
-        raise BadParameter("an empty folder name")
-    return Path(text).expanduser()
-
-
-def _text(what: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if not text.strip():
-            raise BadParameter(f"an empty {what}")
-        return text
-
-    return parse
-
-
-class _ParsedValue(PassThroughRuntimeParam):
-    """A value as our parser returns it, without Typer's pydantic coercion.
-
-    Typer 0.29 builds a pydantic ``TypeAdapter`` for every non-flag parameter, even one that is
-    not given; importing pydantic costs each run ~0.2 s of CPU. The parsers above already check
-    and convert every value, so they are called directly; a parameter without a parser (the URL,
-    -v's count) only has its type checked.
-    """
-
-    def _coerce_value(self, value: Any, param: _TyperParameter, ctx: Context) -> Any:
-        parser = self.parameter_info.parser
-        if parser is None:
-            return super()._coerce_value(value, param, ctx)
-        try:
-            return parser(value)
-        except ValueError as err:  # e.g. Python's 4300-digit limit in int(): still exit 2
-            raise BadParameter(str(err)) from None
-
-
-class _Command(TyperCommand):
-    """Typer's command, with every parameter coerced by :class:`_ParsedValue`."""
-
-    def get_params(self, ctx: Context) -> list[Parameter]:
-        # Also reached for the -h/--help option, which Typer creates only while parsing.
-        params = super().get_params(ctx)
-        for param in params:
-            if isinstance(param, _TyperParameter) and param._runtime_param is None:
-                descriptor = param.type_descriptor
-                param._runtime_param = _ParsedValue(
-                    parameter_info=descriptor.parameter_info, annotation=descriptor.annotation
-                )
-        return params
 
 
 app = typer.Typer(
@@ -244,7 +140,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.command(cls=_Command, epilog=EPILOG, no_args_is_help=False)
+@app.command(epilog=EPILOG, no_args_is_help=False)
 def command(
     ctx: typer.Context,
     url: Annotated[
@@ -257,12 +153,11 @@ def command(
         ),
     ] = None,
     directory: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "-d",
             "--directory",
             metavar="DIR",
-            parser=_folder,
             help="Library root; a book goes to DIR/<Author>/<Title>/."
             + _default("<music dir>/Audiobooks"),
             rich_help_panel=DOWNLOAD,
@@ -270,11 +165,10 @@ def command(
         ),
     ] = None,
     output_format: Annotated[
-        OutputFormat | None,
+        str | None,
         typer.Option(
             "--format",
             metavar="mp3|m4a|m4b",
-            parser=_format,
             help="mp3: a file per chapter; m4a: a file per chapter, AAC as served; "
             "m4b: one audiobook file with chapter markers." + _default(_setting("output_format")),
             rich_help_panel=DOWNLOAD,
@@ -286,7 +180,6 @@ def command(
         typer.Option(
             "--chapters",
             metavar="SPEC",
-            parser=_chapters,
             help="Only these chapters, e.g. 1-3,7 or 5- (to the end)." + _default("all"),
             rich_help_panel=DOWNLOAD,
             show_default=False,
@@ -345,23 +238,21 @@ def command(
         ),
     ] = False,
     jobs: Annotated[
-        int | None,
+        str | None,
         typer.Option(
             "-j",
             "--jobs",
             metavar="N",
-            parser=_number("jobs"),
             help="Chapters in flight at once (1-32)." + _default(_setting("jobs")),
             rich_help_panel=RETRY,
             show_default=False,
         ),
     ] = None,
     connections: Annotated[
-        int | None,
+        str | None,
         typer.Option(
             "--connections",
             metavar="N",
-            parser=_number("connections"),
             help="HTTP connections in flight at once, over all chapters (1-64)."
             + _default(_setting("connections")),
             rich_help_panel=RETRY,
@@ -369,11 +260,10 @@ def command(
         ),
     ] = None,
     max_retries: Annotated[
-        int | None,
+        str | None,
         typer.Option(
             "--max-retries",
             metavar="N",
-            parser=_number("max_retries"),
             help="Retries per chapter after its first try (0-100)."
             + _default(_setting("max_retries")),
             rich_help_panel=RETRY,
@@ -381,11 +271,10 @@ def command(
         ),
     ] = None,
     retry_delay: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--retry-delay",
             metavar="SECONDS",
-            parser=_number("retry_delay"),
             help="First backoff; doubles each retry (2 -> 4 -> 8 s)."
             + _default(_setting("retry_delay")),
             rich_help_panel=RETRY,
@@ -393,11 +282,10 @@ def command(
         ),
     ] = None,
     stall_timeout: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--stall-timeout",
             metavar="SECONDS",
-            parser=_number("stall_timeout"),
             help="No progress for this long (network or ffmpeg) = stalled: abort and retry."
             + _default(_setting("stall_timeout")),
             rich_help_panel=RETRY,
@@ -405,11 +293,10 @@ def command(
         ),
     ] = None,
     transfer_timeout: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--transfer-timeout",
             metavar="SECONDS",
-            parser=_number("transfer_timeout"),
             help="A request still running after this long must have averaged 4 KiB/s, or it is "
             "aborted and retried." + _default(_setting("transfer_timeout")),
             rich_help_panel=RETRY,
@@ -421,7 +308,6 @@ def command(
         typer.Option(
             "--speed-limit",
             metavar="RATE",
-            parser=_speed_limit,
             help="Cap on the total download rate in bytes/s over all connections, e.g. 500K, "
             "2M, 1.5MiB; none lifts a configured cap." + _default("none"),
             rich_help_panel=RETRY,
@@ -444,7 +330,6 @@ def command(
         typer.Option(
             "--ffmpeg",
             metavar="PATH",
-            parser=_text("path"),
             help="ffmpeg binary. \\[env: TOKYSNATCHER_FFMPEG]"
             + _default("ffmpeg on PATH, else the bundled one"),
             rich_help_panel=RETRY,
@@ -457,7 +342,7 @@ def command(
             "-s",
             "--search",
             metavar="QUERY",
-            parser=_text("query"),
+            parser=_option(parse_text),
             help="Search the site: pick a result in a terminal, a numbered list otherwise.",
             rich_help_panel=LIBRARY,
             show_default=False,
@@ -468,7 +353,7 @@ def command(
         typer.Option(
             "--verify-folder",
             metavar="DIR",
-            parser=_folder,
+            parser=_option(parse_path),
             help="Verify a book folder against its manifest (sizes and SHA-256).",
             rich_help_panel=LIBRARY,
             show_default=False,
@@ -545,7 +430,7 @@ def command(
         typer.Option(
             "--profile",
             metavar="NAME",
-            parser=_text("profile name"),
+            parser=_option(parse_text),
             help="Use the \\[profiles.NAME] table of the config file. "
             "\\[env: TOKYSNATCHER_PROFILE]",
             rich_help_panel=OUTPUT,
@@ -557,7 +442,7 @@ def command(
         typer.Option(
             "--config",
             metavar="FILE",
-            parser=_folder,
+            parser=_option(parse_path),
             help="Config file to read. \\[env: TOKYSNATCHER_CONFIG]"
             + _default("<user config dir>/tokysnatcher/config.toml"),
             rich_help_panel=OUTPUT,
@@ -595,6 +480,8 @@ def command(
     from tokysnatcher.ui.output import Output
 
     ctx.obj = Output.for_terminal(verbosity or Verbosity.NORMAL)
+    # The settings' values go as typed: config.sources parses them like the environment's and
+    # the config file's.
     cli_values: dict[str, object] = {
         "directory": directory,
         "output_format": output_format,
@@ -694,15 +581,17 @@ def _route_logging(output: "Output") -> None:
     logging.getLogger("tokysnatcher").setLevel(logging.DEBUG if output.debug else logging.INFO)
 
 
-def usage_message(err: TyperException) -> tuple[str, str]:
+def usage_message(err: typer.TyperException) -> tuple[str, str]:
     """(message, hint) of a command-line parsing error, naming the option and its form."""
     option: str | None = None
-    if isinstance(err, BadParameter) and err.param is not None:
+    if isinstance(err, typer.BadParameter) and err.param is not None:
         names = list(getattr(err.param, "opts", []))
         option = max(names, key=len) if names else None
-    elif isinstance(err, BadOptionUsage):
-        option = _SHORT.get(err.option_name, err.option_name)
-    if isinstance(err, BadParameter) and option is not None:
+    else:
+        # An option without its value, or an unknown one: the error names it as typed.
+        typed = getattr(err, "option_name", None)
+        option = _SHORT.get(typed, typed) if isinstance(typed, str) else None
+    if isinstance(err, typer.BadParameter) and option is not None:
         message = f"{option}: {err.message}"
     else:
         message = err.format_message().splitlines()[0]
@@ -754,7 +643,7 @@ def main(argv: list[str] | None = None) -> None:
         code: int = ExitCode.OK
     except typer.Exit as done:
         code = done.exit_code
-    except TyperException as err:  # typer's click: bad option values, unknown options
+    except typer.TyperException as err:  # bad option values, unknown options
         _error_line(*usage_message(err))
         code = ExitCode.USAGE
     except TokysnatcherError as err:

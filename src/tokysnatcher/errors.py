@@ -81,6 +81,14 @@ class UsageError(TokysnatcherError):
     default_hint = "Run 'tokysnatcher --help' for the accepted forms."
 
 
+class BadValue(UsageError):
+    """A setting's value that does not parse or is out of range, whatever its source.
+
+    The message says what is wrong with the value itself (``'0' is out of range``); the reader
+    of the command line, the environment or the config file names where it came from.
+    """
+
+
 class ConfigError(UsageError):
     """A configuration file that cannot be read or has a bad key or value."""
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tokysnatcher.config.settings import OutputFormat
+from tokysnatcher.config.settings import KEYS, OutputFormat
 from tokysnatcher.config.sources import load_settings
-from tokysnatcher.errors import ConfigError, UsageError
+from tokysnatcher.errors import BadValue, ConfigError, UsageError
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -124,11 +124,15 @@ def test_missing_config_file_given_on_the_command_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("jobs = 1.5\n", "bad value for 'jobs': expected a whole number, not 1.5"),
+        ("jobs = 1.5\n", "bad value for 'jobs': expected a whole number from 1 to 32, not 1.5"),
         ("jobs = true\n", "bad value for 'jobs': expected a whole number"),
         ("jobs = 99\n", "bad value for 'jobs': expected a whole number from 1 to 32, not 99"),
         ('speed-limit = "512"\n', "bad value for 'speed-limit': expected at least 1K"),
-        ('retry-delay = "soon"\n', "bad value for 'retry-delay': expected a number of seconds"),
+        ('retry-delay = "soon"\n', "bad value for 'retry-delay': expected seconds from 0 to 3600"),
+        ('chapters = "3-1"\n', "bad value for 'chapters': expected chapter numbers and ranges"),
+        ("chapters = true\n", "bad value for 'chapters': expected chapter numbers"),
+        ("directory = 3\n", "bad value for 'directory': expected a folder"),
+        ('ffmpeg = ""\n', "bad value for 'ffmpeg': expected the path of an ffmpeg binary"),
         ('verbosity = "loud"\n', "expected one of quiet, normal, verbose, debug"),
         ('speed-limit = "fast"\n', "bad value for 'speed-limit'"),
         ("resume = 2\n", "bad value for 'resume': expected true or false"),
@@ -161,16 +165,51 @@ def test_keys_may_use_underscores(tmp_path: Path) -> None:
         ("transfer_timeout", [1, 300, 86400], [0.5, 86401, float("nan")]),
     ],
 )
-def test_number_ranges_are_one_source_of_truth(
+def test_number_ranges_are_checked_by_one_parser(
     field: str, good: list[float], bad: list[float]
 ) -> None:
-    from tokysnatcher.config.settings import NUMBERS, Settings
+    # The same parser reads the command line's text, the environment's and the file's numbers.
+    key = KEYS[field]
+    for value in good:
+        assert key.parse(value) == value
+        assert key.parse(f" {value:g} ") == value
+    for value in bad:
+        for raw in (value, f"{value:g}"):
+            with pytest.raises(BadValue):
+                key.parse(raw)
 
-    number = NUMBERS[field]
-    assert all(number.accepts(value) for value in good)
-    assert not any(number.accepts(value) for value in bad)
-    with pytest.raises(UsageError, match=re.escape(f"{number.option} must be {number.accepted}")):
-        Settings(**{field: bad[0]})  # type: ignore[arg-type]
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ({"cli": {"jobs": "0"}}, "--jobs: '0' is out of range"),
+        ({"env": {"TOKYSNATCHER_JOBS": "0"}}, "environment variable TOKYSNATCHER_JOBS='0': "),
+        ({"file": "jobs = 0\n"}, "bad value for 'jobs': expected a whole number from 1 to 32"),
+    ],
+)
+def test_every_source_refuses_the_same_values(
+    tmp_path: Path, source: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        load_settings(
+            source.get("cli", {}),
+            config_file=write(tmp_path, source.get("file", "")),
+            env=source.get("env", {}),
+        )
+    assert expected in caught.value.message
+    assert caught.value.exit_code == 2
+
+
+def test_command_line_text_is_parsed_like_the_environment(tmp_path: Path) -> None:
+    cli = {"jobs": "4", "retry_delay": "1.5", "speed_limit": "2M", "chapters": "1-3,7"}
+    cli |= {"output_format": "M4B", "directory": "~/books"}
+    settings = load_settings(cli, config_file=write(tmp_path, ""), env={})
+    assert (settings.jobs, settings.retry_delay) == (4, 1.5)
+    assert settings.speed_limit == 2 * 1024 * 1024
+    assert settings.chapters is not None
+    assert settings.chapters.select(8) == [1, 2, 3, 7]
+    assert settings.output_format is OutputFormat.M4B
+    assert settings.directory == Path("~/books").expanduser()
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,6 @@ import importlib.metadata
 import json
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,64 +120,6 @@ def test_installed_version_is_the_package_version() -> None:
     # __version__ is written out (reading package metadata costs every run); pyproject.toml
     # takes it from there, so the installed metadata must agree.
     assert importlib.metadata.version("tokysnatcher") == __version__
-
-
-# Runs the command, then names which of these (slow to import) modules it loaded.
-IMPORT_PROBE = """
-import sys
-from tokysnatcher.cli import main
-try:
-    main(sys.argv[2:])
-finally:
-    print("imported:", *[name for name in sys.argv[1].split(",") if name in sys.modules])
-"""
-WATCHED = (
-    "pydantic",
-    "requests",
-    "rich",
-    "importlib.metadata",
-    "tokysnatcher.download.scheduler",
-    "tokysnatcher.actions.library",
-)
-
-
-def imports_of(args: list[str]) -> set[str]:
-    result = subprocess.run(
-        [sys.executable, "-c", IMPORT_PROBE, ",".join(WATCHED), *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
-    last = result.stdout.splitlines()[-1]
-    assert last.startswith("imported:"), (result.stdout, result.stderr)
-    return set(last.split()[1:])
-
-
-@pytest.mark.parametrize(
-    ("args", "needed", "not_needed"),
-    [
-        (["--version"], set(), {"pydantic", "requests", "rich", "importlib.metadata"}),
-        (["--help"], {"rich"}, {"pydantic", "requests"}),
-        (["x", "--jobs", "many"], {"rich"}, {"pydantic", "requests"}),
-        # A download up to its first request: the whole download stack, but no pydantic and
-        # not the other actions' modules.
-        (
-            ["the-sample-book", "--base-url", CLOSED_PORT, "-q"],
-            {"requests", "rich", "tokysnatcher.download.scheduler"},
-            {"pydantic", "tokysnatcher.actions.library"},
-        ),
-    ],
-)
-def test_start_up_imports_only_what_the_run_needs(
-    tmp_path: Path, args: list[str], needed: set[str], not_needed: set[str]
-) -> None:
-    # Importing pydantic (which Typer would use to coerce values) cost every run ~0.2 s of CPU.
-    imported = imports_of([*args, "-d", str(tmp_path)])
-    assert needed <= imported
-    assert not imported & not_needed
 
 
 def test_no_url_when_not_a_terminal_is_a_usage_error(site: StandinSite, tmp_path: Path) -> None:

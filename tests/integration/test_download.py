@@ -17,6 +17,7 @@ from helpers import (
     run_cli,
     tree,
 )
+from tokysnatcher.ffmpeg.binary import MP3_TO_AAC_NOTICE
 from tokysnatcher.standin import StandinSite
 from tokysnatcher.utils.atomic import sha256_file
 
@@ -128,3 +129,27 @@ def test_hostile_names_stay_inside_the_book_folder(site: StandinSite, tmp_path: 
     for name, entry in manifest["chapters"].items():
         size, digest = sha256_file(folder / name)
         assert (entry["size"], entry["sha256"]) == (size, digest)
+
+
+@pytest.mark.parametrize("slug", ["mp3-stream-book", "direct-file-book"])
+def test_m4a_of_an_mp3_source_is_aac_and_the_run_says_so(
+    site: StandinSite, tmp_path: Path, slug: str
+) -> None:
+    # MP3 inside an .m4a is valid MP4 but Apple's players do not play it reliably: encoded.
+    result = run_cli([slug, "--format", "m4a", "-j", "3", *fast_options(site, tmp_path)])
+    assert result.returncode == 0, result.stderr
+    notices = [line for line in result.stderr.splitlines() if "source audio" in line]
+    assert notices == [f"warning: {MP3_TO_AAC_NOTICE}"]  # one line for the run, not per chapter
+    files = chapter_files(book_folder(tmp_path), "m4a")
+    assert len(files) == len(site.catalog[slug].tracks) > 1
+    for index, path in enumerate(files):
+        codec, duration = audio_info(path)
+        _, source_duration = audio_info(site.source_media(slug, index))
+        assert codec == "aac"
+        assert duration == pytest.approx(source_duration, abs=0.15)
+
+
+def test_m4a_of_an_aac_source_says_nothing_of_encoding(site: StandinSite, tmp_path: Path) -> None:
+    result = run_cli(["the-sample-book", "--format", "m4a", *fast_options(site, tmp_path)])
+    assert result.returncode == 0, result.stderr
+    assert "source audio" not in result.stderr

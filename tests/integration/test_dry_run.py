@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers import fast_options, run_cli
+from tokysnatcher.ffmpeg.binary import MP3_TO_AAC_NOTICE
 from tokysnatcher.standin import StandinSite
 
 pytestmark = pytest.mark.integration
@@ -99,3 +100,21 @@ def test_dry_run_refuses_a_folder_it_could_not_write(site: StandinSite, tmp_path
     assert result.returncode == 2
     assert "not a folder" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+@pytest.mark.parametrize(
+    ("slug", "line"),
+    [
+        # Direct files are MP3: the plan knows the audio will be encoded.
+        ("direct-file-book", f"warning: {MP3_TO_AAC_NOTICE}"),
+        # An HLS stream shows its codec only once fetched: the plan says the rule.
+        ("mp3-stream-book", "m4a: AAC audio is kept as served; MP3 audio would be encoded to AAC"),
+    ],
+)
+def test_dry_run_of_m4a_says_what_becomes_of_the_audio(
+    site: StandinSite, tmp_path: Path, slug: str, line: str
+) -> None:
+    result = run_cli([slug, "--format", "m4a", "--dry-run", *fast_options(site, tmp_path)])
+    assert result.returncode == 0, result.stderr
+    assert line in result.stderr.splitlines()
+    assert list(tmp_path.iterdir()) == []

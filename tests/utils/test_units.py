@@ -2,19 +2,19 @@ from __future__ import annotations
 
 import pytest
 
-from tokysnatcher.errors import UsageError
+from tokysnatcher.errors import BadValue, UsageError
 from tokysnatcher.utils.units import (
     MAX_MEDIA_SECONDS,
+    ChapterSpec,
     format_bytes,
     format_duration,
-    parse_chapter_spec,
-    parse_rate,
+    parse_speed_limit,
     plausible_seconds,
 )
 
 
 @pytest.mark.parametrize(
-    ("text", "rate"),
+    ("raw", "rate"),
     [
         ("500K", 500 * 1024),
         ("2M", 2 * 1024**2),
@@ -22,28 +22,71 @@ from tokysnatcher.utils.units import (
         ("800000", 800000),
         ("2mb/s", 2 * 1024**2),
         ("1G", 1024**3),
+        (4096, 4096.0),  # a TOML number
+        ("none", None),
+        (" None ", None),
+        ("0", None),
+        (0, None),
     ],
 )
-def test_parse_rate(text: str, rate: float) -> None:
-    assert parse_rate(text) == rate
+def test_parse_speed_limit(raw: object, rate: float | None) -> None:
+    assert parse_speed_limit(raw) == rate
 
 
-@pytest.mark.parametrize("text", ["", "fast", "-5K", "0", "5X", "K"])
-def test_parse_rate_rejects(text: str) -> None:
-    with pytest.raises(UsageError, match="speed-limit"):
-        parse_rate(text)
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("fast", "'fast' is not a rate"),
+        ("-5K", "'-5K' is not a rate"),
+        ("5X", "'5X' is not a rate"),
+        ("K", "'K' is not a rate"),
+        (float("inf"), "inf is not a rate"),
+        (float("nan"), "nan is not a rate"),
+        (10**400, "is not a rate"),
+        (True, "True is not a rate"),
+        ("512", "'512' is below the lowest limit, 1K"),
+        (1000, "1000 is below the lowest limit, 1K"),
+    ],
+)
+def test_parse_speed_limit_rejects(raw: object, problem: str) -> None:
+    with pytest.raises(BadValue) as caught:
+        parse_speed_limit(raw)
+    assert problem in caught.value.message
 
 
 def test_chapter_spec() -> None:
-    assert parse_chapter_spec("1-3,7", 10) == [1, 2, 3, 7]
-    assert parse_chapter_spec("7, 2-3, 3", 10) == [2, 3, 7]
-    assert parse_chapter_spec("8-", 10) == [8, 9, 10]
+    assert ChapterSpec.parse("1-3,7").select(10) == [1, 2, 3, 7]
+    assert ChapterSpec.parse("7, 2-3, 3").select(10) == [2, 3, 7]
+    assert ChapterSpec.parse("8-").select(10) == [8, 9, 10]
+    assert ChapterSpec.parse(4).select(10) == [4]  # a TOML number
+    # Written back (the resume command) in its plain form.
+    assert str(ChapterSpec.parse(" 7 , 2 - 3, 8 -, 5-5")) == "7,2-3,8-,5"
 
 
-@pytest.mark.parametrize("spec", ["0", "11", "3-2", "a", "1-3,x", "", "5-20"])
-def test_chapter_spec_rejects(spec: str) -> None:
-    with pytest.raises(UsageError, match="chapters"):
-        parse_chapter_spec(spec, 10)
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("0", "'0': chapters are numbered from 1"),
+        ("3-2", "'3-2' is a backwards range (write 2-3)"),
+        ("a", "'a' is not a chapter number or range"),
+        ("1-3,x", "'x' is not a chapter number or range"),
+        ("1,,2", "'' is not a chapter number or range"),
+        ("", "'' is not a chapter number or range"),
+        ("1" * 5000, "is not a chapter number or range"),  # past int()'s 4300 digits
+        (True, "True is not a chapter number or range"),
+    ],
+)
+def test_chapter_spec_syntax_is_checked_when_parsed(spec: object, problem: str) -> None:
+    with pytest.raises(BadValue) as caught:
+        ChapterSpec.parse(spec)
+    assert problem in caught.value.message
+
+
+@pytest.mark.parametrize("spec", ["11", "5-20", "12-"])
+def test_chapter_spec_numbers_are_checked_against_the_book(spec: str) -> None:
+    chosen = ChapterSpec.parse(spec)
+    with pytest.raises(UsageError, match=r"--chapters: .* is outside 1-10 \(the book has 10"):
+        chosen.select(10)
 
 
 def test_formatting() -> None:

@@ -28,7 +28,7 @@ from tokysnatcher.download.run import (
 )
 from tokysnatcher.download.scheduler import RunResult
 from tokysnatcher.errors import ExitCode, Interrupted, UsageError
-from tokysnatcher.ffmpeg.binary import FfmpegInfo, resolve_ffmpeg
+from tokysnatcher.ffmpeg.binary import MP3_TO_AAC_NOTICE, FfmpegInfo, resolve_ffmpeg
 from tokysnatcher.ui.display import visible
 from tokysnatcher.ui.output import Output
 from tokysnatcher.ui.status import RunStatus
@@ -45,7 +45,7 @@ def resume_command(plan: BookPlan, settings: Settings) -> str:
     if settings.base_url != DEFAULT_BASE_URL:
         parts += ["--base-url", settings.base_url]
     if settings.chapters:
-        parts += ["--chapters", settings.chapters]
+        parts += ["--chapters", str(settings.chapters)]
     parts.append("--resume")
     return shlex.join(parts)
 
@@ -93,6 +93,7 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
             output.warn(warning)
         if settings.dry_run:
             check_destination(plan, create=False)
+            _say_encodes(plan, output)
             output.plan(plan)
             return ExitCode.OK
         # A prompt only when there is something to lose: chapters proven complete.
@@ -134,6 +135,21 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
         return ExitCode.OK if result.ok else ExitCode.FAILED
     finally:
         runtime.close()
+
+
+def _say_encodes(plan: BookPlan, output: Output) -> None:
+    """The plan's word on what ``--format m4a`` does to the audio (the run says it on its own).
+
+    Direct files are MP3 (API §2); what an HLS stream carries (AAC, sometimes MP3) shows only
+    once its audio is fetched.
+    """
+    if plan.output_format is not OutputFormat.M4A or not plan.to_fetch:
+        return
+    tracks = [plan.playlist.tracks[chapter.index - 1] for chapter in plan.to_fetch]
+    if any(track.is_direct for track in tracks):
+        output.warn(MP3_TO_AAC_NOTICE)
+    else:
+        output.info("m4a: AAC audio is kept as served; MP3 audio would be encoded to AAC")
 
 
 def finish_m4b(

@@ -1,17 +1,23 @@
-"""Settings: every knob of a run, its default, and its validation.
+"""Settings: every knob of a run, its default, and the one parser of each kind of value.
 
-A :class:`Settings` is built by ``cli.py`` from the command line, the environment and the config
-file, then handed to the core. The core never reads the environment itself.
+A :class:`Settings` is built by ``config.sources`` from the command line, the environment and the
+config file, each value parsed by its :data:`KEYS` entry, then handed to the core. The core never
+reads the environment itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from tokysnatcher.errors import UsageError
+from tokysnatcher.errors import BadValue, UsageError
+from tokysnatcher.utils.units import CHAPTERS_FORM, SPEED_LIMIT_FORM, ChapterSpec, parse_speed_limit
 
 DEFAULT_BASE_URL = "https://tokybook.com"
 
@@ -31,36 +37,105 @@ class Verbosity(StrEnum):
     DEBUG = "debug"
 
 
-@dataclass(frozen=True)
-class NumberRange:
-    """The accepted values of a numeric option (checked the same way for every source)."""
+class Key(NamedTuple):
+    """How a Settings field is given: its config/env key, its parser and its accepted form.
 
-    option: str
-    low: float
-    high: float
-    whole: bool
+    The parser is the only place a value of that kind is checked: the command line, the
+    environment and the config file all go through it (``config.sources``). It takes text as
+    typed, or a TOML value, and raises :class:`BadValue` saying what is wrong with the value;
+    the caller names where the value came from and shows ``accepted``.
+    """
 
-    @property
-    def accepted(self) -> str:
-        what = "a whole number" if self.whole else "seconds"
-        return f"{what} from {self.low:g} to {self.high:g}"
-
-    def accepts(self, value: float) -> bool:
-        # NaN fails both comparisons, so it is refused too.
-        return self.low <= value <= self.high and (not self.whole or float(value).is_integer())
+    name: str
+    parse: Callable[[object], Any]
+    accepted: str
 
 
-#: Settings field -> its accepted range.
-NUMBERS: dict[str, NumberRange] = {
-    "jobs": NumberRange("--jobs", 1, 32, whole=True),
-    "connections": NumberRange("--connections", 1, 64, whole=True),
-    "max_retries": NumberRange("--max-retries", 0, 100, whole=True),
-    "retry_delay": NumberRange("--retry-delay", 0, 3600, whole=False),
-    "stall_timeout": NumberRange("--stall-timeout", 0.1, 3600, whole=False),
-    "transfer_timeout": NumberRange("--transfer-timeout", 1, 86400, whole=False),
+def _number(name: str, low: float, high: float, *, whole: bool) -> Key:
+    what = "a whole number" if whole else "a number"
+
+    def parse(raw: object) -> float:
+        value = math.nan
+        if isinstance(raw, str | int | float) and not isinstance(raw, bool):
+            try:
+                value = float(raw.strip() if isinstance(raw, str) else raw)
+            except ValueError:
+                pass
+            except OverflowError:  # an integer too large for a float (TOML has no limit)
+                value = math.inf
+        if math.isnan(value) or (whole and math.isfinite(value) and not value.is_integer()):
+            raise BadValue(f"{raw!r} is not {what}")
+        if not low <= value <= high:
+            raise BadValue(f"{raw!r} is out of range")
+        return int(value) if whole else value
+
+    return Key(name, parse, f"{'a whole number' if whole else 'seconds'} from {low:g} to {high:g}")
+
+
+def parse_path(raw: object) -> Path:
+    """A folder or file name, ``~`` expanded."""
+    if not isinstance(raw, str | os.PathLike):
+        raise BadValue(f"{raw!r} is not a path")
+    if not str(raw).strip():
+        raise BadValue("an empty path")
+    return Path(raw).expanduser()
+
+
+def parse_text(raw: object) -> str:
+    """Any text but an empty one."""
+    if not isinstance(raw, str):
+        raise BadValue(f"{raw!r} is not text")
+    if not raw.strip():
+        raise BadValue("an empty value")
+    return raw
+
+
+def _flag(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise BadValue(f"{raw!r} is not true or false")
+
+
+def _format(raw: object) -> OutputFormat:
+    try:
+        return OutputFormat(str(raw).strip().lower())
+    except ValueError:
+        raise BadValue(f"{raw!r} is not a known format") from None
+
+
+def _verbosity(raw: object) -> Verbosity:
+    try:
+        return Verbosity(str(raw).strip().lower())
+    except ValueError:
+        raise BadValue(f"{raw!r} is not a known verbosity") from None
+
+
+#: Settings field -> how it is given. Only these fields come from the config file.
+KEYS: dict[str, Key] = {
+    "directory": Key("directory", parse_path, "a folder, e.g. ~/Audiobooks"),
+    "output_format": Key("format", _format, "one of mp3, m4a, m4b"),
+    "jobs": _number("jobs", 1, 32, whole=True),
+    "connections": _number("connections", 1, 64, whole=True),
+    "base_url": Key(
+        "base-url", parse_text, "an http(s) URL with a host, e.g. https://tokybook.com"
+    ),
+    "ffmpeg": Key("ffmpeg", parse_text, "the path of an ffmpeg binary"),
+    "max_retries": _number("max-retries", 0, 100, whole=True),
+    "retry_delay": _number("retry-delay", 0, 3600, whole=False),
+    "stall_timeout": _number("stall-timeout", 0.1, 3600, whole=False),
+    "transfer_timeout": _number("transfer-timeout", 1, 86400, whole=False),
+    "speed_limit": Key("speed-limit", parse_speed_limit, SPEED_LIMIT_FORM),
+    "chapters": Key("chapters", ChapterSpec.parse, CHAPTERS_FORM),
+    "resume": Key("resume", _flag, "true or false"),
+    "no_cover": Key("no-cover", _flag, "true or false"),
+    "keep_parts": Key("keep-parts", _flag, "true or false"),
+    "verbosity": Key("verbosity", _verbosity, "one of quiet, normal, verbose, debug"),
 }
-#: The lowest ``--speed-limit`` (bytes/s): less is most likely a forgotten suffix (500 for 500K).
-MIN_SPEED_LIMIT = 1024.0
 
 
 def default_library_root() -> Path:
@@ -87,7 +162,7 @@ class Settings:
     # that keeps just above the stall rule.
     transfer_timeout: float = 300.0
     speed_limit: float | None = None
-    chapters: str | None = None
+    chapters: ChapterSpec | None = None
     resume: bool = False
     force_redownload: bool = False
     dry_run: bool = False
@@ -106,15 +181,10 @@ class Settings:
     kill_grace: float = 5.0
 
     def __post_init__(self) -> None:
-        for name, number in NUMBERS.items():
-            value = getattr(self, name)
-            if not number.accepts(value):
-                raise UsageError(f"{number.option} must be {number.accepted}, not {value:g}")
-        if self.speed_limit is not None and not self.speed_limit >= MIN_SPEED_LIMIT:
-            raise UsageError("--speed-limit must be at least 1K (1024 bytes/s)")
+        # Each value was checked by its parser (KEYS); only how values combine is checked here.
         if self.resume and self.force_redownload:
             raise UsageError("--resume and --force-redownload cannot be used together; pick one")
 
     def replace(self, **changes: object) -> Settings:
-        """A copy with ``changes`` applied (validated again)."""
+        """A copy with ``changes`` applied (their combination checked again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -19,106 +19,15 @@ Environment variables are ``TOKYSNATCHER_<KEY>`` (``TOKYSNATCHER_SPEED_LIMIT=2M`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tokysnatcher.config.settings import (
-    MIN_SPEED_LIMIT,
-    NUMBERS,
-    OutputFormat,
-    Settings,
-    Verbosity,
-)
-from tokysnatcher.errors import ConfigError, UsageError
-from tokysnatcher.utils.units import parse_rate
+from tokysnatcher.config.settings import KEYS, Settings
+from tokysnatcher.errors import BadValue, ConfigError, UsageError
 
 ENV_PREFIX = "TOKYSNATCHER_"
-
-
-def _path(value: Any) -> Path:
-    if not isinstance(value, str | os.PathLike) or not str(value).strip():
-        raise ValueError("expected a folder path")
-    return Path(str(value)).expanduser()
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ValueError(f"expected a whole number, not {value!r}")
-    try:
-        return int(value.strip() if isinstance(value, str) else value)
-    except (ValueError, TypeError):
-        raise ValueError(f"expected a whole number, not {value!r}") from None
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number of seconds, not {value!r}")
-    try:
-        return float(value)
-    except (ValueError, TypeError):
-        raise ValueError(f"expected a number of seconds, not {value!r}") from None
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected true or false")
-
-
-def parse_speed_limit(value: Any) -> float | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "0")):
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return parse_rate(str(value))
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("expected a string")
-    return value
-
-
-def _format(value: Any) -> OutputFormat:
-    try:
-        return OutputFormat(str(value).lower())
-    except ValueError:
-        raise ValueError(f"expected one of mp3, m4a, m4b, not {value!r}") from None
-
-
-def _verbosity(value: Any) -> Verbosity:
-    try:
-        return Verbosity(str(value).lower())
-    except ValueError:
-        raise ValueError(f"expected one of quiet, normal, verbose, debug, not {value!r}") from None
-
-
-# Settings field -> (converter, config/env key)
-FIELDS: dict[str, tuple[Callable[[Any], Any], str]] = {
-    "directory": (_path, "directory"),
-    "output_format": (_format, "format"),
-    "jobs": (_int, "jobs"),
-    "connections": (_int, "connections"),
-    "base_url": (_str, "base-url"),
-    "ffmpeg": (_str, "ffmpeg"),
-    "max_retries": (_int, "max-retries"),
-    "retry_delay": (_float, "retry-delay"),
-    "stall_timeout": (_float, "stall-timeout"),
-    "transfer_timeout": (_float, "transfer-timeout"),
-    "speed_limit": (parse_speed_limit, "speed-limit"),
-    "chapters": (_str, "chapters"),
-    "resume": (_bool, "resume"),
-    "no_cover": (_bool, "no-cover"),
-    "keep_parts": (_bool, "keep-parts"),
-    "verbosity": (_verbosity, "verbosity"),
-}
-_BY_KEY = {key: name for name, (_, key) in FIELDS.items()}
+_BY_KEY = {key.name: name for name, key in KEYS.items()}
 # Only these come from the environment (the rest would surprise in a shell profile).
 ENV_FIELDS = (
     "directory",
@@ -141,19 +50,8 @@ def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir("tokysnatcher")) / "config.toml"
 
 
-def convert(name: str, raw: Any) -> Any:
-    """``raw`` (from a file or the environment) as the value of Settings field ``name``.
-
-    Ranges are checked here too, so that a bad value is reported with the file and key (or
-    the variable) it came from rather than as if it had been typed on the command line.
-    """
-    value = FIELDS[name][0](raw)
-    number = NUMBERS.get(name)
-    if number is not None and not number.accepts(value):
-        raise ValueError(f"expected {number.accepted}, not {raw!r}")
-    if name == "speed_limit" and value is not None and value < MIN_SPEED_LIMIT:
-        raise ValueError(f"expected at least 1K (1024 bytes/s), not {raw!r}")
-    return value
+def _expected(name: str, raw: object) -> str:
+    return f"expected {KEYS[name].accepted}, not {raw!r}"
 
 
 def _convert_table(table: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -165,10 +63,10 @@ def _convert_table(table: Mapping[str, Any], where: str) -> dict[str, Any]:
             known = ", ".join(sorted(_BY_KEY))
             raise ConfigError(f"{where}: unknown key {raw_key!r}", hint=f"Known keys: {known}.")
         try:
-            values[name] = convert(name, raw_value)
-        except (ValueError, TypeError, UsageError) as err:
-            detail = err.message if isinstance(err, UsageError) else str(err)
-            raise ConfigError(f"{where}: bad value for {raw_key!r}: {detail}") from err
+            values[name] = KEYS[name].parse(raw_value)
+        except BadValue as err:
+            message = f"{where}: bad value for {raw_key!r}: {_expected(name, raw_value)}"
+            raise ConfigError(message) from err
     return values
 
 
@@ -210,13 +108,29 @@ def read_config(path: Path, profile: str | None) -> tuple[dict[str, Any], dict[s
 def read_env(env: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in ENV_FIELDS:
-        var = ENV_PREFIX + FIELDS[name][1].replace("-", "_").upper()
+        var = ENV_PREFIX + KEYS[name].name.replace("-", "_").upper()
         if var in env and env[var] != "":
             try:
-                values[name] = convert(name, env[var])
-            except (ValueError, TypeError, UsageError) as err:
-                detail = err.message if isinstance(err, UsageError) else str(err)
-                raise UsageError(f"environment variable {var}={env[var]!r}: {detail}") from err
+                values[name] = KEYS[name].parse(env[var])
+            except BadValue as err:
+                message = f"environment variable {var}={env[var]!r}: {_expected(name, env[var])}"
+                raise UsageError(message) from err
+    return values
+
+
+def read_command_line(cli: Mapping[str, Any]) -> dict[str, Any]:
+    """The command line's values, each parsed like the same key from anywhere else."""
+    values = dict(cli)
+    for name, raw in cli.items():
+        key = KEYS.get(name)
+        if key is None:  # a command-line-only value (--report, --dry-run ...), parsed by cli.py
+            continue
+        try:
+            values[name] = key.parse(raw)
+        except BadValue as err:
+            raise UsageError(
+                f"--{key.name}: {err.message}", hint=f"Expected {key.accepted}."
+            ) from err
     return values
 
 
@@ -227,8 +141,15 @@ def load_settings(
     config_file: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Merge every source into validated :class:`Settings` (bad values raise exit-2 errors)."""
+    """Merge every source into validated :class:`Settings` (bad values raise exit-2 errors).
+
+    ``cli`` holds the options given on the command line: text as typed for the keys of
+    :data:`KEYS` (``"none"`` for ``speed_limit`` lifts a configured limit), parsed values for
+    the command-line-only ones.
+    """
     env = os.environ if env is None else env
+    # The command line is checked first: its mistakes are the ones just typed.
+    cli_values = read_command_line(cli)
     if config_file is not None and not config_file.is_file():
         raise ConfigError(
             f"--config {config_file}: no such file", hint="Check the path, or drop --config."
@@ -242,8 +163,5 @@ def load_settings(
     merged.update(file_values)
     merged.update(profile_values)
     merged.update(read_env(env))
-    cli_values = dict(cli)
-    if "speed_limit" in cli_values:
-        cli_values["speed_limit"] = parse_speed_limit(cli_values["speed_limit"])
     merged.update(cli_values)
     return Settings(**merged)

@@ -20,7 +20,14 @@ from urllib.parse import urlsplit
 from tokysnatcher.config.settings import Settings
 from tokysnatcher.download.retry import segment_backoff
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind, SourceError
-from tokysnatcher.ffmpeg.binary import FfmpegInfo, Tags, Target, convert_command, track_tag
+from tokysnatcher.ffmpeg.binary import (
+    MP3_TO_AAC_NOTICE,
+    FfmpegInfo,
+    Tags,
+    Target,
+    convert_command,
+    track_tag,
+)
 from tokysnatcher.ffmpeg.probe import audio_seconds, probe
 from tokysnatcher.ffmpeg.run import run_ffmpeg
 from tokysnatcher.library.manifest_schema import ExpectedDuration
@@ -108,6 +115,7 @@ class ChapterWork:
 
     _renewal_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _announced_generation: int = field(default=0, init=False, repr=False)
+    _encode_noticed: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     # -- requests --------------------------------------------------------------------------
     def request(
@@ -321,6 +329,9 @@ class ChapterWork:
             copy, extension = info.codec == "mp3", "mp3"
         else:
             copy, extension = info.codec == "aac", "m4a"
+            if self.target == "m4a" and not copy and self._encode_noticed.acquire(blocking=False):
+                # Never released: the first MP3 chapter says it for the whole run.
+                self.log(MP3_TO_AAC_NOTICE, "warning")
         output = job.workdir / f"output.{extension}"
         try:
             # ffmpeg -y writes through a link: whatever a kept work folder holds under this name

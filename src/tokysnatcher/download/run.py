@@ -39,7 +39,6 @@ from tokysnatcher.ui.status import ChapterView, Reporter, RunStatus
 from tokysnatcher.utils.atomic import folder_lock, remove_stale_temps
 from tokysnatcher.utils.filenames import book_dir, chapter_filename
 from tokysnatcher.utils.links import points_inside, remove_links_in, remove_tree
-from tokysnatcher.utils.units import parse_chapter_spec
 
 WORK_DIR = WORK_DIR_NAME
 # A rough size for the plan when the site gives a duration: 64 kbit/s AAC, 48 kbit/s VBR MP3.
@@ -125,11 +124,7 @@ def prepare(
         raise UsageError(f"the book {book.title!r} lists no chapter with audio")
     folder = book_dir(settings.directory, book.author, book.title)
     total = len(playlist.tracks)
-    wanted = (
-        parse_chapter_spec(settings.chapters, total)
-        if settings.chapters
-        else list(range(1, total + 1))
-    )
+    wanted = settings.chapters.select(total) if settings.chapters else list(range(1, total + 1))
     fmt = settings.output_format
     manifest = ManifestManager.load(
         folder, book=_book_info(book, playlist, fmt), tool_version=__version__

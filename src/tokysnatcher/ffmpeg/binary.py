@@ -34,6 +34,14 @@ ENV_VAR = "TOKYSNATCHER_FFMPEG"
 PROTOCOL_WHITELIST = "file,pipe"
 MP3_VBR_QUALITY = "4"  # libmp3lame VBR V4: ample for speech (SPEC §2)
 AAC_ENCODE_BITRATE = "96k"  # only when an m4a is asked for without stream copy
+#: Said once per run when ``--format m4a`` meets MP3 audio. It is encoded, not copied: MP3 in an
+#: MP4 container is valid, but Apple's players (the reason to ask for .m4a) do not play it
+#: reliably, and neither do many car stereos.
+MP3_TO_AAC_NOTICE = (
+    "the source audio is MP3: --format m4a encodes it to AAC "
+    f"({AAC_ENCODE_BITRATE.removesuffix('k')} kb/s), as .m4a players expect; "
+    "--format mp3 keeps it as served"
+)
 
 FfmpegSource = Literal["option", "env", "path", "bundled"]
 SourceFormat = Literal["mpegts", "mp3"]
