@@ -670,7 +670,10 @@ def main(argv: list[str] | None = None) -> None:
         # Children are registered through ffmpeg.processes: if no one imported it (--version,
         # --help, a bad option), there is nothing to end and no need to import it now.
         if "tokysnatcher.ffmpeg.processes" in sys.modules:
-            from tokysnatcher.ffmpeg.processes import terminate_all
+            from tokysnatcher.ffmpeg.processes import reopen, terminate_all
 
             terminate_all(1.0)
+            # main() called in-process (a test, a library) must not leave the process unable
+            # to start ffmpeg; the command line exits next, so nothing of this run is left.
+            reopen()
     sys.exit(code)

@@ -760,3 +760,7 @@ def test_terminate_all_reaps_everything_and_closes(
     assert registry.terminate_all(grace=0.5) == 0  # idempotent
     with pytest.raises(processes.RegistryClosedError):
         registry.spawn([sys.executable, "-c", "pass"])
+    registry.reopen()  # the run that closed it is over: an in-process caller goes on
+    again = registry.spawn([sys.executable, "-c", "pass"])
+    assert again.wait(timeout=10) == 0
+    registry.unregister(again)

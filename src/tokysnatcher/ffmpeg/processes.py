@@ -14,7 +14,8 @@ hard ``kill -9`` of tokysnatcher cannot be caught; ffmpeg then dies on its next 
 closed progress pipe.)
 
 After :func:`terminate_all` the registry is closed: a worker that has not yet seen the stop
-request cannot start a new child that would escape the cleanup.
+request cannot start a new child that would escape the cleanup. :func:`reopen` ends that state
+for a caller that goes on in the same process (``cli.main`` called in-process, after its run).
 """
 
 from __future__ import annotations
@@ -88,6 +89,11 @@ class ProcessRegistry:
         """The registered children not yet reaped."""
         with self._lock:
             return [p for p in self._procs.values() if p.returncode is None]
+
+    def reopen(self) -> None:
+        """Accept children again after :meth:`terminate_all` (the run that closed it is over)."""
+        with self._lock:
+            self._closed = False
 
     def terminate_all(self, grace: float = 5.0) -> int:
         """Terminate every child, kill those still alive after ``grace`` s, reap all of them.
@@ -222,6 +228,11 @@ def unregister(proc: subprocess.Popen[bytes]) -> None:
 def terminate_all(grace: float = 5.0) -> int:
     """End every registered child (idempotent); called by the CLI on exit and on signals."""
     return _REGISTRY.terminate_all(grace)
+
+
+def reopen() -> None:
+    """Accept children again once the run that called :func:`terminate_all` is over."""
+    _REGISTRY.reopen()
 
 
 # ---------------------------------------------------------------------------------------------
