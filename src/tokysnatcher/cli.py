@@ -32,6 +32,7 @@ from typer.exceptions import TyperException
 from tokysnatcher import __version__
 from tokysnatcher.config.settings import MIN_SPEED_LIMIT, NUMBERS, OutputFormat, Settings, Verbosity
 from tokysnatcher.errors import ExitCode, TokysnatcherError, UsageError
+from tokysnatcher.sources.tokybook import DEFAULT_BASE_URL, normalize_base_url
 
 if TYPE_CHECKING:
     from tokysnatcher.ui.output import Output
@@ -161,8 +162,6 @@ def _speed_limit(text: str) -> str:
 
 
 def _base_url(text: str) -> str:
-    from tokysnatcher.sources.tokybook import normalize_base_url
-
     try:
         return normalize_base_url(text)
     except (UsageError, ValueError):  # ValueError: urlsplit refuses e.g. "http://[::1"
@@ -434,7 +433,7 @@ def command(
             "--base-url",
             metavar="URL",
             parser=_base_url,
-            help="Site root. \\[env: TOKYSNATCHER_BASE_URL]" + _default(_setting("base_url")),
+            help="Site root. \\[env: TOKYSNATCHER_BASE_URL]" + _default(DEFAULT_BASE_URL),
             rich_help_panel=RETRY,
             show_default=False,
         ),

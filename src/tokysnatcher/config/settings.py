@@ -13,8 +13,6 @@ from pathlib import Path
 
 from tokysnatcher.errors import UsageError
 
-DEFAULT_BASE_URL = "https://tokybook.com"
-
 
 class OutputFormat(StrEnum):
     """What the chapters become on disk (SPEC §2 ``--format``)."""
@@ -78,7 +76,8 @@ class Settings:
     output_format: OutputFormat = OutputFormat.MP3
     jobs: int = 2
     connections: int = 8
-    base_url: str = DEFAULT_BASE_URL
+    # The user's --base-url; None: the source's own site (sources/ knows which).
+    base_url: str | None = None
     ffmpeg: str | None = None
     max_retries: int = 3
     retry_delay: float = 2.0
