@@ -25,6 +25,7 @@ import typer
 from tokysnatcher import __version__
 from tokysnatcher.config.settings import KEYS, Settings, Verbosity, parse_path, parse_text
 from tokysnatcher.errors import BadValue, ExitCode, TokysnatcherError, UsageError
+from tokysnatcher.sources.tokybook import DEFAULT_BASE_URL, normalize_base_url
 
 if TYPE_CHECKING:
     from tokysnatcher.ui.output import Output
@@ -106,8 +107,6 @@ def _option(parse: Callable[[object], _T]) -> Callable[[str], _T]:
 
 
 def _base_url(text: str) -> str:
-    from tokysnatcher.sources.tokybook import normalize_base_url
-
     try:
         return normalize_base_url(text)
     except (UsageError, ValueError):  # ValueError: urlsplit refuses e.g. "http://[::1"
@@ -320,7 +319,7 @@ def command(
             "--base-url",
             metavar="URL",
             parser=_base_url,
-            help="Site root. \\[env: TOKYSNATCHER_BASE_URL]" + _default(_setting("base_url")),
+            help="Site root. \\[env: TOKYSNATCHER_BASE_URL]" + _default(DEFAULT_BASE_URL),
             rich_help_panel=RETRY,
             show_default=False,
         ),

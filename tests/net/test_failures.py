@@ -15,11 +15,18 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import requests
 import urllib3
 from urllib3.exceptions import MaxRetryError, NameResolutionError
 
 from tokysnatcher.errors import FailureKind
-from tokysnatcher.net.failures import classify_exception, error_from_exception
+from tokysnatcher.net.failures import (
+    Unreachable,
+    classify_exception,
+    describe_exception,
+    error_from_exception,
+    unreachable,
+)
 
 K = FailureKind
 
@@ -143,3 +150,36 @@ def test_a_name_that_does_not_resolve_is_network() -> None:
     error = error_from_exception(exc, "segment 5")
     assert error.kind is K.NETWORK
     assert error.message == "segment 5: could not resolve host cdn.example.invalid"
+
+
+def test_unreachable_names_each_cause_through_the_wrappers(
+    rude: urllib3.HTTPConnectionPool,
+) -> None:
+    # requests wraps urllib3's MaxRetryError, which wraps the cause: each is found underneath.
+    connection = urllib3.connection.HTTPConnection("site.invalid", 80)
+    dns = NameResolutionError("site.invalid", connection, socket.gaierror(-2, "unknown"))
+    refused = _failure(urllib3.HTTPConnectionPool("127.0.0.1", _free_port()), "/", retries=0)
+    port = rude.port
+    assert port is not None
+    tls = _failure(urllib3.HTTPSConnectionPool("127.0.0.1", port, cert_reqs=ssl.CERT_NONE), "/")
+    timeout = urllib3.exceptions.ConnectTimeoutError(connection, "timed out")
+    for exc, cause in (
+        (dns, Unreachable.DNS),
+        (refused, Unreachable.REFUSED),
+        (tls, Unreachable.TLS),
+        (timeout, Unreachable.TIMEOUT),
+    ):
+        assert unreachable(exc) is cause, exc
+        assert unreachable(requests.ConnectionError(MaxRetryError(None, "/", exc))) is cause, exc  # type: ignore[arg-type]
+
+
+def test_a_failure_after_connecting_is_not_unreachable(rude: urllib3.HTTPConnectionPool) -> None:
+    assert unreachable(_failure(rude, "/reset")) is None
+    assert unreachable(_failure(rude, "/silent", retries=0)) is None
+
+
+def test_requests_wrapping_a_resolver_failure_still_says_which_host() -> None:
+    connection = urllib3.connection.HTTPConnection("site.invalid", 80)
+    dns = NameResolutionError("site.invalid", connection, socket.gaierror(-2, "unknown"))
+    wrapped = requests.ConnectionError(MaxRetryError(None, "/", dns))  # type: ignore[arg-type]
+    assert describe_exception(wrapped) == "could not resolve host site.invalid"

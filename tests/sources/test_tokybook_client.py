@@ -1,4 +1,4 @@
-"""The site client against the stand-in site: answers it must survive, read with real HTTP."""
+"""The tokybook source against the stand-in site: answers it must survive, read with real HTTP."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 
 from tokysnatcher.errors import SourceError
 from tokysnatcher.net.http import make_session
-from tokysnatcher.sources.tokybook import TokybookClient
+from tokysnatcher.sources.api import JsonApi
+from tokysnatcher.sources.tokybook import TokybookSource
 from tokysnatcher.standin import BookSpec, Faults, StandinSite, TrackSpec
 
 HOSTILE = (math.nan, math.inf, -math.inf, 1e308, 0.0, -5.0, 8 * 24 * 3600.0)
@@ -29,30 +30,31 @@ def site(standin_cache: Path) -> Iterator[StandinSite]:
 
 
 @pytest.fixture
-def client(site: StandinSite) -> Iterator[TokybookClient]:
+def client(site: StandinSite) -> Iterator[TokybookSource]:
     site.set_faults(Faults())
     session = make_session(2)
+    # No retries: these tests are about what one answer does.
+    api = JsonApi(session, site.base_url, stall_timeout=1.0, transfer_timeout=2.0, retries=0)
     try:
-        yield TokybookClient(session, site.base_url, stall_timeout=1.0, transfer_timeout=2.0)
+        yield TokybookSource(api, site.base_url)
     finally:
         session.close()
 
 
-def test_a_nonsense_duration_is_unknown(client: TokybookClient) -> None:
-    tracks = client.playlist(client.book("odd")).tracks
+def test_a_nonsense_duration_is_unknown(client: TokybookSource) -> None:
+    tracks = client.resolve("odd")[1].tracks
     assert [track.duration for track in tracks] == [2.0] + [None] * len(HOSTILE)
 
 
 def test_a_trickled_token_renewal_fails_within_the_stall_window(
-    site: StandinSite, client: TokybookClient
+    site: StandinSite, client: TokybookSource
 ) -> None:
-    book = client.book("odd")
-    client.playlist(book)
-    _, generation = client.token()
+    client.resolve("odd")
+    generation = client.headers_generation()
     site.set_faults(Faults(trickle={"playlist"}, trickle_bytes=1, trickle_every=0.5))
     started = time.monotonic()
     with pytest.raises(SourceError) as caught:
-        client.refresh_token(book, generation)
+        client.renew_headers(generation)
     assert caught.value.message == (
         "the site stopped sending a fresh stream token (no progress in 1 s)"
     )
@@ -79,9 +81,10 @@ def test_an_answer_nested_past_the_parser_limit_is_one_line() -> None:
     thread.start()
     session = make_session(2)
     try:
-        client = TokybookClient(session, f"http://127.0.0.1:{server.server_address[1]}")
+        base_url = f"http://127.0.0.1:{server.server_address[1]}"
+        client = TokybookSource(JsonApi(session, base_url), base_url)
         with pytest.raises(SourceError) as caught:
-            client.book("deep")
+            client.resolve("deep")
         assert (
             caught.value.message
             == "the site's answer for the book details is nested too deep; refused"

@@ -15,7 +15,7 @@ from typing import Any
 from rich.markup import escape
 
 from tokysnatcher import __version__
-from tokysnatcher.config.settings import DEFAULT_BASE_URL, OutputFormat, Settings
+from tokysnatcher.config.settings import OutputFormat, Settings
 from tokysnatcher.download.run import (
     BookPlan,
     ResumeMode,
@@ -29,6 +29,7 @@ from tokysnatcher.download.run import (
 from tokysnatcher.download.scheduler import RunResult
 from tokysnatcher.errors import ExitCode, Interrupted, UsageError
 from tokysnatcher.ffmpeg.binary import MP3_TO_AAC_NOTICE, FfmpegInfo, resolve_ffmpeg
+from tokysnatcher.sources.tokybook import base_url_args
 from tokysnatcher.ui.display import visible
 from tokysnatcher.ui.output import Output
 from tokysnatcher.ui.status import RunStatus
@@ -42,8 +43,7 @@ DEMO_BANDWIDTH = 20_000  # bytes per second per connection
 def resume_command(plan: BookPlan, settings: Settings) -> str:
     parts = ["tokysnatcher", plan.book.source_url, "-d", str(settings.directory)]
     parts += ["--format", str(settings.output_format)]
-    if settings.base_url != DEFAULT_BASE_URL:
-        parts += ["--base-url", settings.base_url]
+    parts += base_url_args(settings.base_url)
     if settings.chapters:
         parts += ["--chapters", str(settings.chapters)]
     parts.append("--resume")
@@ -88,7 +88,7 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
     runtime = open_runtime(settings)
     try:
         mode = ResumeMode.REDOWNLOAD if settings.force_redownload else ResumeMode.RESUME
-        plan = prepare(ref, settings, runtime.client, mode=mode)
+        plan = prepare(ref, settings, runtime.source, mode=mode)
         for warning in plan.warnings:
             output.warn(warning)
         if settings.dry_run:
@@ -108,7 +108,7 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
                 output.info("cancelled; nothing was changed")
                 return ExitCode.OK
             if choice is ResumeMode.REDOWNLOAD:
-                plan = prepare(ref, settings, runtime.client, mode=choice)
+                plan = prepare(ref, settings, runtime.source, mode=choice)
         if plan.complete_count:  # the view's header says the rest; this says what resume skips
             output.info(
                 f"{plan.complete_count} of {len(plan.chapters)} chapters already complete "
@@ -118,7 +118,7 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
             result, status = execute(
                 plan,
                 settings,
-                runtime.client,
+                runtime.source,
                 runtime.fetcher,
                 ffmpeg,
                 output.reporter(),

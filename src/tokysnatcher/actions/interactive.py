@@ -14,7 +14,8 @@ from tokysnatcher.actions.download import download
 from tokysnatcher.config.settings import Settings
 from tokysnatcher.download.run import open_runtime
 from tokysnatcher.errors import ExitCode, UsageError
-from tokysnatcher.sources.tokybook import SearchResult, TokybookClient, parse_book_ref
+from tokysnatcher.sources.source import SearchResult, Source
+from tokysnatcher.sources.tokybook import parse_book_ref
 from tokysnatcher.ui.display import visible
 from tokysnatcher.ui.output import Output
 
@@ -41,7 +42,7 @@ def search(query: str, settings: Settings, output: Output) -> ExitCode:
     if not output.interactive:
         runtime = open_runtime(settings)
         try:
-            page = runtime.client.search(query, offset=0, limit=PIPED_RESULTS)
+            page = runtime.source.search(query, offset=0, limit=PIPED_RESULTS)
         finally:
             runtime.close()
         output.search_results(page)
@@ -56,15 +57,15 @@ def pick_result(query: str, settings: Settings, output: Output) -> SearchResult 
     """Page through the results of ``query``; the chosen one, or None when the user quits."""
     runtime = open_runtime(settings)
     try:
-        return _pick(query, runtime.client, output)
+        return _pick(query, runtime.source, output)
     finally:
         runtime.close()
 
 
-def _pick(query: str, client: TokybookClient, output: Output) -> SearchResult | None:
+def _pick(query: str, source: Source, output: Output) -> SearchResult | None:
     offset = 0
     while True:
-        page = client.search(query, offset=offset, limit=PAGE_SIZE)
+        page = source.search(query, offset=offset, limit=PAGE_SIZE)
         output.search_results(page, numbered_from=offset + 1)
         if not page.results:
             return None

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from rich.markup import escape
 
-from tokysnatcher.config.settings import DEFAULT_BASE_URL, OutputFormat, Settings
+from tokysnatcher.config.settings import OutputFormat, Settings
 from tokysnatcher.errors import ExitCode, Interrupted, UsageError
 from tokysnatcher.library.scan import BookInfo, BookState, BookSummary, list_downloads
 from tokysnatcher.library.verify import DeepCheck, VerifyReport, verify_folder
+from tokysnatcher.sources.tokybook import base_url_args, foreign_host
 from tokysnatcher.ui.output import Output
-
-# Hosts a book URL may name without --base-url (the same list the site client accepts).
-_SITE_HOSTS = frozenset({"tokybook.com", "www.tokybook.com"})
 
 
 def verify(folder: Path, settings: Settings, output: Output, *, deep: bool) -> ExitCode:
@@ -67,11 +64,7 @@ def resume_command_for(book: BookInfo, folder: Path, settings: Settings) -> str:
     """
     parts = ["tokysnatcher", book.source_url or book.slug, "-d", str(folder.parent.parent)]
     parts += ["--format", book.format]
-    source = urlsplit(book.source_url)
-    if book.source_url and (source.hostname or "").lower() not in _SITE_HOSTS:
-        parts += ["--base-url", f"{source.scheme}://{source.netloc}"]
-    elif settings.base_url != DEFAULT_BASE_URL:
-        parts += ["--base-url", settings.base_url]
+    parts += base_url_args(settings.base_url, book.source_url)
     parts.append("--resume")
     return shlex.join(parts)
 
@@ -132,10 +125,10 @@ def _resume(chosen: BookSummary, settings: Settings, output: Output) -> ExitCode
             "library root.",
         )
     root = chosen.folder.parent.parent
-    source = (urlsplit(book.source_url).hostname or "").lower()
-    configured = (urlsplit(settings.base_url).hostname or "").lower()
-    if source and source not in _SITE_HOSTS | {configured}:
+    hosts = foreign_host(book.source_url, settings.base_url)
+    if hosts is not None:
         # Never send a request to a host the manifest names unless the user says so.
+        source, configured = hosts
         command = resume_command_for(book, chosen.folder, settings)
         raise UsageError(
             f"{book.title} was downloaded from {source}, not from {configured}",

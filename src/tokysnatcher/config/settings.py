@@ -19,8 +19,6 @@ from typing import Any, NamedTuple
 from tokysnatcher.errors import BadValue, UsageError
 from tokysnatcher.utils.units import CHAPTERS_FORM, SPEED_LIMIT_FORM, ChapterSpec, parse_speed_limit
 
-DEFAULT_BASE_URL = "https://tokybook.com"
-
 
 class OutputFormat(StrEnum):
     """What the chapters become on disk (SPEC §2 ``--format``)."""
@@ -153,7 +151,8 @@ class Settings:
     output_format: OutputFormat = OutputFormat.MP3
     jobs: int = 2
     connections: int = 8
-    base_url: str = DEFAULT_BASE_URL
+    # The user's --base-url; None: the source's own site (sources/ knows which).
+    base_url: str | None = None
     ffmpeg: str | None = None
     max_retries: int = 3
     retry_delay: float = 2.0

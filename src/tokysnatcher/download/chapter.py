@@ -18,7 +18,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from tokysnatcher.config.settings import Settings
-from tokysnatcher.download.retry import segment_backoff
+from tokysnatcher.download.retry import MAX_QUICK_WAIT, segment_backoff
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind, SourceError
 from tokysnatcher.ffmpeg.binary import (
     MP3_TO_AAC_NOTICE,
@@ -41,7 +41,7 @@ from tokysnatcher.net.hls import (
     variant_of,
 )
 from tokysnatcher.net.http import Fetcher
-from tokysnatcher.sources.tokybook import Book, TokybookClient, Track
+from tokysnatcher.sources.source import Book, Source, Track
 from tokysnatcher.ui.status import ChapterView
 from tokysnatcher.utils.atomic import atomic_write_text, disk_error_for, sha256_file
 from tokysnatcher.utils.links import (
@@ -54,9 +54,6 @@ from tokysnatcher.utils.links import (
 )
 
 T = TypeVar("T")
-# A Retry-After longer than this is left to the chapter-level retry queue instead of blocking a
-# connection worker for that long.
-MAX_QUICK_WAIT = 5.0
 # How often one request may move on to a token that other requests renewed meanwhile.
 _MAX_TOKEN_MOVES = 3
 _FILE_CHUNK = 1024 * 1024
@@ -101,10 +98,10 @@ def segment_path(workdir: Path, segment: Segment) -> Path:
 
 @dataclass(kw_only=True)
 class ChapterWork:
-    """What every chapter attempt needs: the book, the site client, limits, the stop flag."""
+    """What every chapter attempt needs: the book, its source, limits, the stop flag."""
 
     book: Book
-    client: TokybookClient
+    source: Source
     fetcher: Fetcher
     ffmpeg: FfmpegInfo
     settings: Settings
@@ -130,8 +127,8 @@ class ChapterWork:
         A transient failure is retried up to ``segment_retries`` times after a short backoff
         (honouring ``Retry-After`` up to ``MAX_QUICK_WAIT``); a longer wait, a permanent kind or
         an exhausted budget fails the request, and so the chapter attempt. On 401/403 the
-        request first moves to a token another request renewed meanwhile, else renews the
-        token once itself (one playlist API call serves every chapter).
+        request first moves to credentials another request renewed meanwhile, else renews them
+        once itself (one renewal serves every chapter).
         """
         failures = 0
         renewed = False
@@ -139,13 +136,15 @@ class ChapterWork:
         while True:
             if self.stop.is_set() or (cancelled is not None and cancelled()):
                 raise DownloadError(f"{what}: cancelled", kind=FailureKind.CANCELLED)
-            token, generation = self.client.token()
-            headers = self.client.audio_headers(self.book, url, token)
+            headers, generation = self.source.headers(url)
             try:
                 return call(headers)
             except DownloadError as err:
                 if err.kind is FailureKind.AUTH and headers:
-                    if self.client.token()[1] != generation and moved_on < _MAX_TOKEN_MOVES:
+                    if (
+                        self.source.headers_generation() != generation
+                        and moved_on < _MAX_TOKEN_MOVES
+                    ):
                         moved_on += 1
                         continue
                     if not renewed:
@@ -174,7 +173,7 @@ class ChapterWork:
 
     def _renew_token(self, generation: int) -> None:
         try:
-            _, new_generation = self.client.refresh_token(self.book, generation)
+            new_generation = self.source.renew_headers(generation)
         except SourceError as err:
             raise DownloadError(
                 f"the stream token expired and could not be renewed: {err.message}",
@@ -191,7 +190,7 @@ class ChapterWork:
         self, job: ChapterJob, cancelled: Callable[[], bool] | None = None
     ) -> tuple[Segment, ...]:
         """Fetch and check the chapter playlist; keep earlier segments only if it is unchanged."""
-        url = self.client.audio_url(job.track.src)
+        url = job.track.url
         what = f"chapter {job.index} playlist"
         text = self._playlist_text(url, what, cancelled)
         variant = variant_of(text, url)
@@ -256,8 +255,8 @@ class ChapterWork:
         on_bytes: Callable[[int], None],
         cancelled: Callable[[], bool] | None = None,
     ) -> int:
-        """A track whose ``src`` is a plain audio file: one request, same limits and retries."""
-        url = job.track.src
+        """A track that is a plain audio file: one request, same limits and retries."""
+        url = job.track.url
         if urlsplit(url).scheme.lower() not in ("http", "https"):
             raise DownloadError(
                 f"chapter {job.index}: not an http(s) URL", kind=FailureKind.INVALID_MEDIA

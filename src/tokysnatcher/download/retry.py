@@ -160,6 +160,11 @@ def _exponential(base: float, factor: float, attempt: int) -> float:
         return math.inf
 
 
+# The longest quick retry wait. A segment whose Retry-After is longer is left to the chapter-level
+# retry queue instead of blocking a connection worker; an API call waits this long at most.
+MAX_QUICK_WAIT = 5.0
+
+
 def segment_backoff(attempt: int, *, base: float, retry_after: float | None, cap: float) -> float:
     """Wait before quick retry ``attempt`` (1-based) of one segment request.
 

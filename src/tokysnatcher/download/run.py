@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+import requests
+
 from tokysnatcher import __version__
 from tokysnatcher.config.settings import OutputFormat, Settings
 from tokysnatcher.download.chapter import ChapterJob, ChapterWork
@@ -34,7 +36,8 @@ from tokysnatcher.library.manifest_schema import JOIN_DIR_NAME
 from tokysnatcher.library.scan import PARTS_DIR_NAME, WORK_DIR_NAME, chapter_ext
 from tokysnatcher.net.http import Fetcher, make_session
 from tokysnatcher.net.limits import RateLimiter
-from tokysnatcher.sources.tokybook import Book, Playlist, TokybookClient, parse_book_ref
+from tokysnatcher.sources.registry import open_source
+from tokysnatcher.sources.source import Book, Source, TrackList
 from tokysnatcher.ui.status import ChapterView, Reporter, RunStatus
 from tokysnatcher.utils.atomic import folder_lock, remove_stale_temps
 from tokysnatcher.utils.filenames import book_dir, chapter_filename
@@ -79,7 +82,7 @@ class BookPlan:
     """Everything ``--dry-run`` shows and ``execute()`` needs."""
 
     book: Book
-    playlist: Playlist
+    playlist: TrackList
     folder: Path
     output_format: OutputFormat
     chapters: list[PlannedChapter]
@@ -106,7 +109,7 @@ def chapter_title(index: int, raw: str) -> str:
 def prepare(
     ref: str,
     settings: Settings,
-    client: TokybookClient,
+    source: Source,
     *,
     mode: ResumeMode = ResumeMode.RESUME,
 ) -> BookPlan:
@@ -116,10 +119,9 @@ def prepare(
     aside (``execute`` does that). A manifest of another format is refused unless ``mode`` is
     ``REDOWNLOAD``: mixing formats in one book is never done silently.
     """
-    slug = parse_book_ref(ref, settings.base_url)
+    slug = source.book_slug(ref)
     check_library_root(settings.directory)
-    book = client.book(slug)
-    playlist = client.playlist(book)
+    book, playlist = source.resolve(slug)
     if not playlist.tracks:
         raise UsageError(f"the book {book.title!r} lists no chapter with audio")
     folder = book_dir(settings.directory, book.author, book.title)
@@ -261,7 +263,7 @@ def book_info(plan: BookPlan, settings: Settings) -> BookInfo:
     return _book_info(plan.book, plan.playlist, settings.output_format)
 
 
-def _book_info(book: Book, playlist: Playlist, fmt: OutputFormat) -> BookInfo:
+def _book_info(book: Book, playlist: TrackList, fmt: OutputFormat) -> BookInfo:
     return BookInfo(
         title=book.title,
         author=book.author,
@@ -315,7 +317,7 @@ def tidy_work_dir(folder: Path) -> None:
 def execute(
     plan: BookPlan,
     settings: Settings,
-    client: TokybookClient,
+    source: Source,
     fetcher: Fetcher,
     ffmpeg: FfmpegInfo,
     reporter: Reporter,
@@ -378,7 +380,7 @@ def execute(
                 )
         work = ChapterWork(
             book=plan.book,
-            client=client,
+            source=source,
             fetcher=fetcher,
             ffmpeg=ffmpeg,
             settings=settings,
@@ -417,27 +419,22 @@ def execute(
 
 @dataclass
 class Runtime:
-    """The long-lived parts of a run: one pooled session, the site client, the stop flag."""
+    """The long-lived parts of a run: one pooled session, the source, the stop flag."""
 
     settings: Settings
-    client: TokybookClient
+    session: requests.Session
+    source: Source
     fetcher: Fetcher
     stop: threading.Event
 
     def close(self) -> None:
-        self.client.session.close()
+        self.session.close()
 
 
 def open_runtime(settings: Settings, stop: threading.Event | None = None) -> Runtime:
     session = make_session(settings.connections)
     stop = stop or threading.Event()
-    client = TokybookClient(
-        session,
-        settings.base_url,
-        connect_timeout=settings.connect_timeout,
-        stall_timeout=settings.stall_timeout,
-        transfer_timeout=settings.transfer_timeout,
-    )
+    source = open_source(session, settings, wait=stop.wait)
     fetcher = Fetcher(
         session,
         connect_timeout=settings.connect_timeout,
@@ -446,4 +443,4 @@ def open_runtime(settings: Settings, stop: threading.Event | None = None) -> Run
         stop=stop,
         limiter=RateLimiter(settings.speed_limit) if settings.speed_limit else None,
     )
-    return Runtime(settings=settings, client=client, fetcher=fetcher, stop=stop)
+    return Runtime(settings=settings, session=session, source=source, fetcher=fetcher, stop=stop)

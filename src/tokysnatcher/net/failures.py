@@ -26,6 +26,7 @@ import subprocess
 import time
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 
 import requests
 import urllib3.exceptions
@@ -157,6 +158,37 @@ def error_from_exception(
     return DownloadError(message, kind=kind, retry_after=retry_after, hint=_KIND_HINTS.get(kind))
 
 
+class Unreachable(StrEnum):
+    """Why a connection to a server never carried a request (named in one line to the user)."""
+
+    DNS = "DNS"  # the name does not resolve
+    REFUSED = "refused"  # nothing listens on that port
+    TLS = "TLS"  # the secure handshake failed (a certificate, or not an https server)
+    TIMEOUT = "timeout"  # no answer to the connection attempt in time
+
+
+def unreachable(exc: BaseException) -> Unreachable | None:
+    """Why ``exc`` (from requests or urllib3) never reached the server; None if it did."""
+    u3 = urllib3.exceptions
+    for inner in (exc, *_wrapped(exc)):
+        if isinstance(inner, socket.gaierror | u3.NameResolutionError):
+            return Unreachable.DNS
+        if isinstance(inner, ssl.SSLError | u3.SSLError | requests.exceptions.SSLError):
+            return Unreachable.TLS
+        if isinstance(inner, ConnectionRefusedError) or (
+            isinstance(inner, OSError) and inner.errno == errno.ECONNREFUSED
+        ):
+            return Unreachable.REFUSED
+    for inner in (exc, *_wrapped(exc)):
+        # NewConnectionError is a subclass of ConnectTimeoutError, and not a timeout.
+        if isinstance(inner, requests.ConnectTimeout) or (
+            isinstance(inner, u3.ConnectTimeoutError)
+            and not isinstance(inner, u3.NewConnectionError)
+        ):
+            return Unreachable.TIMEOUT
+    return None
+
+
 def describe_exception(exc: BaseException) -> str:
     """A short, single-line, human description of ``exc`` (no traceback, no class soup)."""
     if isinstance(exc, KeyboardInterrupt | Interrupted):
@@ -171,6 +203,11 @@ def describe_exception(exc: BaseException) -> str:
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return "connection lost in the middle of the body"
     if isinstance(exc, requests.ConnectionError):
+        # requests wraps urllib3's error, whose words name the cause (DNS, TLS, refused).
+        u3 = urllib3.exceptions
+        nested = next((e for e in _wrapped(exc) if isinstance(e, u3.HTTPError)), None)
+        if nested is not None and (text := _describe_urllib3(nested)):
+            return text
         cause = _errno_text(_nested_os_error(exc))
         return f"connection failed: {cause}" if cause else "connection failed"
     if isinstance(exc, urllib3.exceptions.HTTPError) and (text := _describe_urllib3(exc)):

@@ -1,94 +1,42 @@
-"""Everything that knows tokybook.com's JSON API (shared/tokybook-api.md).
+"""tokybook.com: the first :class:`~tokysnatcher.sources.source.Source` (shared/tokybook-api.md).
 
-Nothing outside this module builds a site URL, a site header or reads a site JSON field. The base
-URL is configurable so the same code talks to the bundled stand-in site.
+Nothing outside ``sources/`` builds a tokybook URL, a tokybook header or reads a tokybook JSON
+field. The base URL is configurable so the same code talks to the bundled stand-in site. This
+module imports no HTTP library: the calls go through the :class:`JsonApi` it is given, and
+``--help`` can show the default site without loading one.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
-import requests
-import urllib3
-
 from tokysnatcher.errors import BookNotFoundError, SourceError, UsageError
-from tokysnatcher.net.failures import describe_exception
-from tokysnatcher.net.http import (
-    MIN_TRANSFER_RATE,
-    TOO_SLOW_HINT,
-    BoundedBody,
-    ReadTimedOut,
+from tokysnatcher.sources.source import (
+    Book,
+    MediaKind,
+    RequestHeaders,
+    SearchPage,
+    SearchResult,
+    Track,
+    TrackList,
 )
-from tokysnatcher.net.limits import CHUNK
 from tokysnatcher.utils.units import plausible_seconds
 
+if TYPE_CHECKING:
+    from tokysnatcher.sources.api import JsonApi
+
+#: The site a run talks to without ``--base-url``.
+DEFAULT_BASE_URL = "https://tokybook.com"
 API_PREFIX = "/api/v1"
 AUDIO_PREFIX = f"{API_PREFIX}/public/audio/"
-# JSON answers from the API are small; anything larger is hostile or broken.
-MAX_JSON_BYTES = 4 * 1024 * 1024
 _TITLE_FIELDS = ("title", "bookTitle", "album", "name", "bookName")
 _SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,199}$")
-_KNOWN_HOSTS = ("tokybook.com",)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Track:
-    """One chapter as the playlist API lists it."""
-
-    index: int  # 1-based chapter number, in playlist order
-    title: str
-    src: str
-    duration: float | None = None
-
-    @property
-    def is_direct(self) -> bool:
-        """A ``src`` that is an absolute http(s) URL is a plain audio file, not HLS."""
-        return self.src.lower().startswith(("http://", "https://"))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Book:
-    """A book's details (API §1)."""
-
-    slug: str
-    title: str
-    author: str
-    source_url: str
-    audio_book_id: str
-    post_detail_token: str
-    narrator: str | None = None
-    cover_url: str | None = None
-    year: int | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Playlist:
-    """A book's chapters and the stream token that unlocks their audio (API §2)."""
-
-    stream_token: str
-    tracks: tuple[Track, ...]
-    skipped: tuple[str, ...] = ()  # titles of tracks listed without ``src``
-
-
-@dataclass(frozen=True, kw_only=True)
-class SearchResult:
-    title: str
-    slug: str
-    authors: tuple[str, ...]
-    url: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class SearchPage:
-    results: tuple[SearchResult, ...]
-    total: int
-    offset: int
+# Hosts a book URL may name without --base-url.
+_KNOWN_HOSTS = frozenset({"tokybook.com", "www.tokybook.com"})
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -106,7 +54,7 @@ def normalize_base_url(base_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
-def parse_book_ref(text: str, base_url: str) -> str:
+def parse_book_ref(text: str, base_url: str | None = None) -> str:
     """Turn a book page URL (with or without scheme or ``www.``) or a bare slug into the slug.
 
     Accepted: ``https://tokybook.com/post/<slug>``, ``tokybook.com/post/<slug>``, a URL on
@@ -115,13 +63,13 @@ def parse_book_ref(text: str, base_url: str) -> str:
     raw = text.strip()
     if not raw:
         raise UsageError("the book URL is empty", hint="Pass a book page URL or its slug.")
-    base = urlsplit(normalize_base_url(base_url))
+    base = urlsplit(normalize_base_url(base_url or DEFAULT_BASE_URL))
     if _SLUG_RE.match(raw) and "." not in raw:
         return raw
     candidate = raw if "://" in raw else f"https://{raw}"
     parts = urlsplit(candidate)
     host = (parts.hostname or "").lower()
-    allowed = {h for known in _KNOWN_HOSTS for h in (known, f"www.{known}")}
+    allowed = set(_KNOWN_HOSTS)
     base_host = (base.hostname or "").lower()
     allowed |= {base_host, f"www.{base_host}"}
     if parts.scheme not in ("http", "https") or host not in allowed:
@@ -141,6 +89,30 @@ def parse_book_ref(text: str, base_url: str) -> str:
     )
 
 
+def base_url_args(base_url: str | None, book_url: str = "") -> list[str]:
+    """The ``--base-url`` option a command needs to reach ``book_url`` again (maybe none).
+
+    A book page on another host than tokybook.com (a stand-in site, a mirror) names its own
+    site root; otherwise ``base_url`` (the user's ``--base-url``) unless it is the default.
+    """
+    page = urlsplit(book_url)
+    if book_url and (page.hostname or "").lower() not in _KNOWN_HOSTS:
+        return ["--base-url", f"{page.scheme}://{page.netloc}"]
+    if base_url is not None and base_url != DEFAULT_BASE_URL:
+        return ["--base-url", base_url]
+    return []
+
+
+def foreign_host(book_url: str, base_url: str | None) -> tuple[str, str] | None:
+    """``(book host, configured host)`` when ``book_url`` is on neither tokybook.com nor
+    ``base_url``'s host (a request there needs the user's say-so); else None."""
+    host = (urlsplit(book_url).hostname or "").lower()
+    configured = (urlsplit(base_url or DEFAULT_BASE_URL).hostname or "").lower()
+    if host and host not in _KNOWN_HOSTS | {configured}:
+        return host, configured
+    return None
+
+
 def _first_name(people: Any) -> str | None:
     if isinstance(people, list):
         names = [
@@ -154,123 +126,51 @@ def _first_name(people: Any) -> str | None:
 
 @dataclass
 class _TokenState:
+    """The stream token of the book being downloaded, renewed at most once per generation."""
+
+    audio_book_id: str
+    post_detail_token: str
     token: str
     generation: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class TokybookClient:
-    """Talks to the site's API through one shared ``requests.Session``."""
+class TokybookSource:
+    """tokybook.com's JSON API, and the headers its audio needs (API §1-§4)."""
 
-    def __init__(
-        self,
-        session: requests.Session,
-        base_url: str,
-        *,
-        connect_timeout: float = 10.0,
-        stall_timeout: float = 30.0,
-        transfer_timeout: float = 300.0,
-    ) -> None:
-        self.session = session
-        self.base_url = normalize_base_url(base_url)
-        self._timeout = (connect_timeout, stall_timeout)
-        self._stall_timeout = stall_timeout
-        self._transfer_timeout = transfer_timeout
+    def __init__(self, api: JsonApi, base_url: str | None = None) -> None:
+        self.api = api
+        self.base_url = normalize_base_url(base_url or DEFAULT_BASE_URL)
         self._token: _TokenState | None = None
 
     # -- URLs --------------------------------------------------------------------------------
-    def book_page_url(self, slug: str) -> str:
+    def _page_url(self, slug: str) -> str:
         return f"{self.base_url}/post/{quote(slug, safe='')}"
 
-    def audio_url(self, src: str) -> str:
+    def _audio_url(self, src: str) -> str:
         """The playlist URL of a track: ``src`` percent-encoded one path part at a time."""
         parts = [quote(part, safe="") for part in src.strip("/").split("/")]
         return f"{self.base_url}{AUDIO_PREFIX}{'/'.join(parts)}"
 
-    def is_api_host(self, url: str) -> bool:
+    def _is_api_host(self, url: str) -> bool:
         """True when ``url`` is on the API's scheme, host and port: auth headers go only there."""
         a, b = urlsplit(url), urlsplit(self.base_url)
         return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
-    def audio_headers(self, book: Book, url: str, token: str) -> dict[str, str]:
-        """Headers for a playlist or segment request; empty for any host but the API's."""
-        if not self.is_api_host(url):
-            return {}
-        parts = urlsplit(url)
-        track_src = parts.path + (f"?{parts.query}" if parts.query else "")
-        return {
-            "X-Audiobook-Id": book.audio_book_id,
-            "X-Stream-Token": token,
-            "X-Track-Src": track_src,
-            "Referer": f"{self.base_url}/",
-            "Accept-Encoding": "identity",
-        }
+    def _post(self, path: str, body: dict[str, Any], what: str) -> tuple[int, Any]:
+        return self.api.post(f"{self.base_url}{API_PREFIX}{path}", body, what)
 
-    # -- API calls ---------------------------------------------------------------------------
-    def _post(self, path: str, body: Mapping[str, Any], what: str) -> tuple[int, Any]:
-        """POST a JSON body; the status and the parsed answer (None for an HTTP error).
+    # -- Source --------------------------------------------------------------------------------
+    def book_slug(self, ref: str) -> str:
+        return parse_book_ref(ref, self.base_url)
 
-        The answer is read under the same stall rule and deadline as media (SPEC §5), so a site
-        that trickles or drips its answer fails the call instead of holding the run.
-        """
-        url = f"{self.base_url}{API_PREFIX}{path}"
-        try:
-            with self.session.post(url, json=dict(body), timeout=self._timeout, stream=True) as r:
-                raw = self._read_answer(r.raw, what)
-                status = r.status_code
-        except requests.ReadTimeout as err:
-            raise self._stalled(what) from err
-        except requests.RequestException as err:
-            raise SourceError(
-                f"could not reach {self.base_url} for {what}: {describe_exception(err)}"
-            ) from err
-        if status >= 400:
-            return status, None
-        try:
-            return status, json.loads(raw)
-        except RecursionError as err:  # nested past the parser's limit: hostile, not data
-            raise SourceError(f"the site's answer for {what} is nested too deep; refused") from err
-        except ValueError as err:
-            raise SourceError(f"the site's answer for {what} is not JSON") from err
+    def resolve(self, slug: str) -> tuple[Book, TrackList]:
+        """Book details (API §1), then the chapter list and a fresh stream token (API §2)."""
+        book, audio_book_id, post_detail_token = self._details(slug)
+        return book, self._playlist(book, audio_book_id, post_detail_token)
 
-    def _read_answer(self, response: urllib3.BaseHTTPResponse, what: str) -> bytes:
-        """The whole body of an API answer, at most ``MAX_JSON_BYTES``."""
-        reader = BoundedBody(
-            response,
-            stall_timeout=self._stall_timeout,
-            transfer_timeout=self._transfer_timeout,
-        )
-        chunks: list[bytes] = []
-        try:
-            while chunk := reader.read(CHUNK):
-                chunks.append(chunk)
-                if reader.received > MAX_JSON_BYTES:
-                    raise SourceError(f"the site's answer for {what} is larger than 4 MiB; refused")
-        except ReadTimedOut as err:
-            if err.stalled:
-                raise self._stalled(what) from err
-            raise SourceError(
-                f"the site sent {what} too slowly (over {self._transfer_timeout:g} s at under "
-                f"{MIN_TRANSFER_RATE // 1024} KiB/s on average); stopped",
-                hint=TOO_SLOW_HINT,
-            ) from err
-        except (urllib3.exceptions.HTTPError, OSError) as err:  # a reset, a truncated body
-            raise SourceError(
-                f"could not read {what} from {self.base_url}: {describe_exception(err)}"
-            ) from err
-        finally:
-            reader.close()
-        return b"".join(chunks)
-
-    def _stalled(self, what: str) -> SourceError:
-        return SourceError(
-            f"the site stopped sending {what} (no progress in {self._stall_timeout:g} s)",
-            hint="The site is not answering; try again later, or use a larger --stall-timeout "
-            "on a slow link.",
-        )
-
-    def book(self, slug: str) -> Book:
-        """Book details (API §1). Unknown slugs raise :class:`BookNotFoundError`."""
+    def _details(self, slug: str) -> tuple[Book, str, str]:
+        """The book and the two ids its playlist call needs; unknown slugs: BookNotFoundError."""
         status, data = self._post(
             "/search/post-details", {"dynamicSlugId": slug}, "the book details"
         )
@@ -293,23 +193,21 @@ class TokybookClient:
         )
         year = data.get("year")
         cover = data.get("coverImage")
-        return Book(
+        book = Book(
             slug=slug,
             title=title,
             author=_first_name(data.get("authors")) or "",
             narrator=_first_name(data.get("narrators")),
-            source_url=self.book_page_url(slug),
-            audio_book_id=str(data["audioBookId"]),
-            post_detail_token=str(data["postDetailToken"]),
+            source_url=self._page_url(slug),
             cover_url=urljoin(self.base_url + "/", cover)
             if isinstance(cover, str) and cover
             else None,
             year=year if isinstance(year, int) and not isinstance(year, bool) else None,
         )
+        return book, str(data["audioBookId"]), str(data["postDetailToken"])
 
-    def playlist(self, book: Book) -> Playlist:
-        """The chapter list and a fresh stream token (API §2)."""
-        body = {"audioBookId": book.audio_book_id, "postDetailToken": book.post_detail_token}
+    def _playlist(self, book: Book, audio_book_id: str, post_detail_token: str) -> TrackList:
+        body = {"audioBookId": audio_book_id, "postDetailToken": post_detail_token}
         status, data = self._post("/playlist", body, "the chapter list")
         if status >= 400 or not isinstance(data, dict):
             raise SourceError(
@@ -329,46 +227,63 @@ class TokybookClient:
             if not isinstance(src, str) or not src.strip():
                 skipped.append(title or f"track {position}")
                 continue
+            src = src.strip()
+            # A src that is an absolute http(s) URL is a plain audio file, not HLS.
+            direct = src.lower().startswith(("http://", "https://"))
             tracks.append(
                 Track(
                     index=len(tracks) + 1,
                     title=title,
-                    src=src.strip(),
+                    url=src if direct else self._audio_url(src),
+                    kind=MediaKind.FILE if direct else MediaKind.HLS,
                     duration=plausible_seconds(item.get("duration")),
                 )
             )
-        token = data.get("streamToken") or book.post_detail_token
-        self._token = _TokenState(str(token))
-        return Playlist(stream_token=str(token), tracks=tuple(tracks), skipped=tuple(skipped))
+        token = str(data.get("streamToken") or post_detail_token)
+        self._token = _TokenState(audio_book_id, post_detail_token, token)
+        return TrackList(tracks=tuple(tracks), skipped=tuple(skipped))
 
-    # -- stream token --------------------------------------------------------------------------
-    def token(self) -> tuple[str, int]:
-        """The current stream token and its generation (see :meth:`refresh_token`)."""
+    def _state(self) -> _TokenState:
         if self._token is None:
             raise SourceError("no stream token yet: fetch the playlist first")
-        return self._token.token, self._token.generation
+        return self._token
 
-    def refresh_token(self, book: Book, seen_generation: int) -> tuple[str, int]:
-        """A fresh stream token, fetched at most once per generation.
+    def headers(self, url: str) -> RequestHeaders:
+        """The stream headers for the API's own host; nothing for any other host."""
+        state = self._state()
+        token, generation = state.token, state.generation
+        if not self._is_api_host(url):
+            return RequestHeaders({}, generation)
+        parts = urlsplit(url)
+        track_src = parts.path + (f"?{parts.query}" if parts.query else "")
+        return RequestHeaders(
+            {
+                "X-Audiobook-Id": state.audio_book_id,
+                "X-Stream-Token": token,
+                "X-Track-Src": track_src,
+                "Referer": f"{self.base_url}/",
+                "Accept-Encoding": "identity",
+            },
+            generation,
+        )
 
-        Many chapters may hit an expired token at once; the first caller asks the playlist API
-        again and the others reuse its answer instead of asking too.
-        """
-        state = self._token
-        if state is None:
-            raise SourceError("no stream token yet: fetch the playlist first")
+    def headers_generation(self) -> int:
+        return self._state().generation
+
+    def renew_headers(self, seen_generation: int) -> int:
+        """A fresh stream token from the playlist API, fetched at most once per generation."""
+        state = self._state()
         with state.lock:
             if state.generation != seen_generation:
-                return state.token, state.generation
-            body = {"audioBookId": book.audio_book_id, "postDetailToken": book.post_detail_token}
+                return state.generation
+            body = {"audioBookId": state.audio_book_id, "postDetailToken": state.post_detail_token}
             status, data = self._post("/playlist", body, "a fresh stream token")
             if status >= 400 or not isinstance(data, dict):
                 raise SourceError(f"the site answered HTTP {status} when renewing the stream token")
-            state.token = str(data.get("streamToken") or book.post_detail_token)
+            state.token = str(data.get("streamToken") or state.post_detail_token)
             state.generation += 1
-            return state.token, state.generation
+            return state.generation
 
-    # -- search --------------------------------------------------------------------------------
     def search(self, query: str, *, offset: int = 0, limit: int = 12) -> SearchPage:
         """One page of search results (API §4)."""
         status, data = self._post(
@@ -394,7 +309,7 @@ class TokybookClient:
                     title=title if isinstance(title, str) and title else slug,
                     slug=slug,
                     authors=authors,
-                    url=self.book_page_url(slug),
+                    url=self._page_url(slug),
                 )
             )
         total = data.get("totalHits")

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from tokysnatcher.download.scheduler import RunResult
     from tokysnatcher.library.scan import BookSummary
     from tokysnatcher.library.verify import VerifyReport, VerifyRow
-    from tokysnatcher.sources.tokybook import SearchPage
+    from tokysnatcher.sources.source import SearchPage
     from tokysnatcher.ui.status import Reporter, RunStatus
 
 
