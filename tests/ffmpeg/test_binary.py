@@ -37,8 +37,8 @@ from tokysnatcher.ffmpeg.binary import (
     track_tag,
 )
 from tokysnatcher.ffmpeg.probe import audio_seconds, decode_check, decoded_md5, probe
+from tokysnatcher.ffmpeg.progress import ProgressSample
 from tokysnatcher.ffmpeg.run import disk_refusal, run_ffmpeg
-from tokysnatcher.ui.live import ProgressSample
 
 FAKE = Path(__file__).parent.parent / "fakes" / "fake_ffmpeg.py"
 REAL = imageio_ffmpeg.get_ffmpeg_exe()
