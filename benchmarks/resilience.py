@@ -115,7 +115,7 @@ def run_once(site: StandinSite, rate: float, seed: int, work: Path, env: dict[st
         requests=stats.requests["m3u8"] + stats.requests["segment"],
         complete=int(data["summary"]["complete"]),
         chapters=len(data["chapters"]),
-        retries=int(data["summary"]["retries"]),
+        retries=int(data["summary"]["chapter_retries"]),
         seconds=done.wall,
         exact=exact,
         exit_code=done.returncode,

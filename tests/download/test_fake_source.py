@@ -11,12 +11,16 @@ import http.server
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tokysnatcher.config.settings import OutputFormat, Settings
-from tokysnatcher.download.run import execute, open_runtime, prepare
+from tokysnatcher.download.events import RequestRetried
+from tokysnatcher.download.plan import prepare
+from tokysnatcher.download.run import execute, open_run, open_runtime, run_state
+from tokysnatcher.download.state import Chapter, RunState
 from tokysnatcher.errors import UsageError
 from tokysnatcher.ffmpeg.binary import resolve_ffmpeg
 from tokysnatcher.sources.source import (
@@ -27,7 +31,6 @@ from tokysnatcher.sources.source import (
     Track,
     TrackList,
 )
-from tokysnatcher.ui.status import ChapterView, RunStatus
 
 
 class FileSite(http.server.BaseHTTPRequestHandler):
@@ -102,13 +105,13 @@ class FakeSource:
 
 
 class Quiet:
-    def start(self, status: RunStatus) -> None:
+    def start(self, state: RunState) -> None:
         pass
 
-    def event(self, chapter: ChapterView) -> None:
+    def event(self, chapter: Chapter) -> None:
         pass
 
-    def log(self, message: str, *, level: str = "info") -> None:
+    def retried(self, chapter: Chapter, event: RequestRetried) -> None:
         pass
 
     def stop(self) -> None:
@@ -145,21 +148,14 @@ def test_a_direct_file_source_downloads_through_the_engine(
 ) -> None:
     source = FakeSource(file_site)
     settings = Settings(directory=tmp_path / "lib", output_format=OutputFormat.MP3, jobs=1)
-    runtime = open_runtime(settings)
+    runtime = replace(open_runtime(settings), source=source)  # the engine's only site: ours
     try:
         plan = prepare("fake-book", settings, source)
         assert plan.warnings == ["track without audio skipped: A missing part"]
-        logs: list[str] = []
-        result, _ = execute(
-            plan,
-            settings,
-            source,
-            runtime.fetcher,
-            resolve_ffmpeg(ffmpeg_exe),
-            Quiet(),
-            runtime.stop,
-            log=lambda message, level: logs.append(message),
-        )
+        state = run_state(plan, settings)
+        with open_run(plan, settings) as manifest:
+            ffmpeg = resolve_ffmpeg(ffmpeg_exe)
+            result = execute(plan, settings, runtime, ffmpeg, manifest, state, Quiet())
     finally:
         runtime.close()
     assert result.ok

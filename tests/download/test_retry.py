@@ -32,10 +32,6 @@ from tokysnatcher.download.retry import (
     GiveUpReason,
     RetriesExhausted,
     RetryCoordinator,
-    classify_exception,
-    classify_status,
-    error_from_exception,
-    parse_retry_after,
     segment_backoff,
 )
 from tokysnatcher.errors import (
@@ -45,6 +41,12 @@ from tokysnatcher.errors import (
     Interrupted,
     SegmentError,
     TokysnatcherError,
+)
+from tokysnatcher.net.failures import (
+    classify_exception,
+    classify_status,
+    error_from_exception,
+    parse_retry_after,
 )
 
 K = FailureKind
@@ -272,11 +274,11 @@ def test_a_first_attempt_due_earlier_goes_before_a_later_retry() -> None:
 def test_a_retry_due_earlier_goes_before_a_first_attempt_added_later() -> None:
     clock = FakeClock()
     coordinator = make(clock)
-    coordinator.add(2, order=2)
+    coordinator.add_many([(2, 2)])
     assert coordinator.pop_ready() == 2
     coordinator.record_failure(2, err())  # due at t=2
     clock.advance(3)
-    coordinator.add(1, order=1)  # due at t=3
+    coordinator.add_many([(1, 1)])  # due at t=3
     assert [coordinator.pop_ready() for _ in range(3)] == [2, 1, None]
 
 
@@ -295,7 +297,7 @@ def test_nothing_is_handed_out_before_it_is_due_and_next_due_says_when() -> None
     clock = FakeClock(100.0)
     coordinator = make(clock)
     assert coordinator.next_due() is None
-    coordinator.add(1, order=1)
+    coordinator.add_many([(1, 1)])
     assert coordinator.next_due() == 100.0
     assert coordinator.pop_ready() == 1
     decision = coordinator.record_failure(1, err())
@@ -313,28 +315,10 @@ def test_nothing_is_handed_out_before_it_is_due_and_next_due_says_when() -> None
     assert coordinator.next_due() is None
 
 
-def test_waiting_gives_a_countdown_for_the_display() -> None:
-    clock = FakeClock()
-    coordinator = make(clock)
-    coordinator.add_many([(1, 1), (2, 2)])
-    coordinator.pop_ready()
-    coordinator.record_failure(1, err(K.HTTP_5XX))
-    rows = coordinator.waiting()
-    assert [(r.item, r.attempt, r.due_at, r.seconds_left, r.last_kind) for r in rows] == [
-        (2, 1, 0.0, 0.0, None),
-        (1, 2, 2.0, 2.0, K.HTTP_5XX),
-    ]
-    assert len(coordinator) == 2
-    clock.advance(1.5)
-    assert coordinator.waiting()[1].seconds_left == pytest.approx(0.5)
-    clock.advance(10)
-    assert coordinator.waiting()[1].seconds_left == 0.0
-
-
 def test_a_chapter_is_retried_max_retries_times_then_given_up() -> None:
     clock = FakeClock()
     coordinator = make(clock, max_retries=3)
-    coordinator.add(7, order=7)
+    coordinator.add_many([(7, 7)])
     decisions = []
     while (item := coordinator.pop_ready()) is not None or coordinator.next_due() is not None:
         if item is None:
@@ -349,23 +333,22 @@ def test_a_chapter_is_retried_max_retries_times_then_given_up() -> None:
     assert isinstance(final.error, RetriesExhausted)
     assert final.attempt == 4
     assert coordinator.attempts(7) == 4
-    assert coordinator.history(7) == (K.TIMEOUT,) * 4
-    assert coordinator.retries_used_total == 3
-    assert len(coordinator) == 0
+    assert final.error.history == (K.TIMEOUT,) * 4
+    assert coordinator.next_due() is None
 
 
 @pytest.mark.parametrize("kind", [K.NOT_FOUND, K.INVALID_MEDIA, K.DISK, K.CANCELLED])
 def test_coordinator_never_requeues_a_permanent_failure(kind: FailureKind) -> None:
     coordinator = make(FakeClock())
-    coordinator.add(1, order=1)
+    coordinator.add_many([(1, 1)])
     coordinator.pop_ready()
     decision = coordinator.record_failure(1, err(kind))
     assert not decision.retry
     assert decision.reason in (GiveUpReason.PERMANENT, GiveUpReason.CANCELLED)
     assert decision.error.kind is kind
-    assert len(coordinator) == 0
-    assert coordinator.history(1) == (kind,)
-    assert coordinator.retries_used_total == 0
+    assert coordinator.next_due() is None
+    assert isinstance(decision.error, RetriesExhausted)
+    assert decision.error.history == (kind,)
 
 
 def test_coordinator_honours_a_servers_retry_after() -> None:
@@ -385,49 +368,30 @@ def test_coordinator_honours_a_servers_retry_after() -> None:
 def test_success_keeps_the_attempt_count() -> None:
     clock = FakeClock()
     coordinator = make(clock)
-    coordinator.add(1, order=1)
+    coordinator.add_many([(1, 1)])
     coordinator.pop_ready()
     coordinator.record_failure(1, err(K.AUTH))
     clock.advance(2)
     assert coordinator.pop_ready() == 1
     coordinator.record_success(1)
     assert coordinator.attempts(1) == 2
-    assert coordinator.history(1) == (K.AUTH,)
     assert coordinator.pop_ready() is None
 
 
 def test_misuse_is_refused() -> None:
     coordinator = make(FakeClock())
-    coordinator.add(1, order=1)
+    coordinator.add_many([(1, 1)])
     with pytest.raises(ValueError, match="already"):
-        coordinator.add(1, order=1)
+        coordinator.add_many([(1, 1)])
     with pytest.raises(ValueError, match="not running"):
         coordinator.record_failure(1, err())  # still waiting
     with pytest.raises(ValueError, match="already"):
         coordinator.add_many([(2, 2), (3, 3), (2, 2)])
-    assert len(coordinator) == 1  # a bad batch queues nothing
+    coordinator.add_many([(2, 2)])  # a bad batch queued nothing: 2 is not known
     coordinator.pop_ready()
     coordinator.record_success(1)
     with pytest.raises(ValueError, match="not running"):
         coordinator.record_success(1)
-
-
-def test_cancel_all_drops_waiting_work_and_refuses_more_retries() -> None:
-    clock = FakeClock()
-    coordinator = make(clock)
-    coordinator.add_many([(1, 1), (2, 2), (3, 3), (4, 4)])
-    assert coordinator.pop_ready() == 1
-    assert coordinator.pop_ready() == 2
-    coordinator.record_failure(1, err())
-    assert coordinator.cancel_all() == [3, 4, 1]
-    assert coordinator.closed
-    assert len(coordinator) == 0
-    assert coordinator.pop_ready() is None
-    assert coordinator.add(5, order=5) is False
-    late = coordinator.record_failure(2, err(K.NETWORK))  # was in flight during the cancel
-    assert (late.retry, late.reason) == (False, GiveUpReason.CANCELLED)
-    clock.advance(100)
-    assert coordinator.pop_ready() is None
 
 
 def test_default_rng_jitters_within_bounds() -> None:
@@ -467,7 +431,7 @@ def test_ordering_matches_a_simple_model(ops: list[tuple[str, int]]) -> None:
     next_item = 0
     for op, value in ops:
         if op == "add":
-            coordinator.add(next_item, order=value)
+            coordinator.add_many([(next_item, value)])
             model[next_item] = (clock.now, value)
             orders[next_item] = value
             next_item += 1
@@ -490,7 +454,6 @@ def test_ordering_matches_a_simple_model(ops: list[tuple[str, int]]) -> None:
             model[item] = (decision.due_at, orders[item])
         elif op == "tick":
             clock.advance(value)
-        assert len(coordinator) == len(model)
         expected_next = min((due for due, _ in model.values()), default=None)
         assert coordinator.next_due() == expected_next
 
@@ -546,8 +509,7 @@ def test_many_threads_lose_and_duplicate_nothing() -> None:
     assert set(finished) == set(range(items))
     assert set(finished.values()) == {1}
     assert all(tries[i] == coordinator.attempts(i) for i in range(items))
-    assert coordinator.retries_used_total == sum(tries.values()) - items
-    assert len(coordinator) == 0
+    assert coordinator.next_due() is None
 
 
 # --- classification -------------------------------------------------------------------------

@@ -39,8 +39,8 @@ from tokysnatcher.ffmpeg.binary import (
 )
 from tokysnatcher.ffmpeg.image import image_to_jpeg
 from tokysnatcher.ffmpeg.probe import audio_seconds, decode_check, probe
+from tokysnatcher.ffmpeg.progress import ProgressSample
 from tokysnatcher.ffmpeg.run import disk_refusal, run_ffmpeg
-from tokysnatcher.ui.live import ProgressSample
 
 FAKE = Path(__file__).parent.parent / "fakes" / "fake_ffmpeg.py"
 REAL = imageio_ffmpeg.get_ffmpeg_exe()

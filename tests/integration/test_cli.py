@@ -141,20 +141,24 @@ def test_quiet_success_is_exactly_one_summary_line(site: StandinSite, tmp_path: 
     assert result.stderr == ""
     (line,) = result.stdout.splitlines()
     assert re.fullmatch(
-        r"The Sample Book: 4 complete, 0 failed, 0 skipped; 0 retries; success 100%; "
-        r"[\d.]+ KiB in \d+:\d\d \([\d.]+ (KiB|MiB)/s\)",
+        r"The Sample Book: 4 complete, 0 failed, 0 skipped; retries: 0 chapter, 0 request; "
+        r"success 100%; files [\d.]+ KiB; downloaded [\d.]+ KiB in \d+:\d\d "
+        r"\([\d.]+ (KiB|MiB)/s\)",
         line,
     ), line
     data = json.loads(report.read_text("utf-8"))
     check_report(data, root)
-    assert data["summary"] | {"bytes": 0, "seconds": 0, "average_speed": 0} == {
+    zeroed = {"file_bytes": 0, "downloaded_bytes": 0, "seconds": 0, "average_speed": 0}
+    assert data["summary"] | zeroed == {
         "complete": 4,
         "failed": 0,
         "skipped": 0,
         "not_finished": 0,
-        "retries": 0,
+        "chapter_retries": 0,
+        "request_retries": 0,
         "success_rate": 1.0,
-        "bytes": 0,
+        "file_bytes": 0,
+        "downloaded_bytes": 0,
         "seconds": 0,
         "average_speed": 0,
         "interrupted": False,
@@ -175,7 +179,8 @@ def check_report(data: dict[str, object], root: Path) -> None:
     assert book["folder"] == str(root / "Ada Quill" / "The Sample Book")
     summary = data["summary"]
     assert isinstance(summary, dict)
-    for key in ("complete", "failed", "skipped", "not_finished", "retries", "bytes"):
+    keys = ("complete", "failed", "skipped", "not_finished", "chapter_retries", "request_retries")
+    for key in (*keys, "file_bytes", "downloaded_bytes"):
         assert isinstance(summary[key], int), key
         assert summary[key] >= 0, key
     for key in ("success_rate", "seconds", "average_speed"):
@@ -193,18 +198,23 @@ def check_report(data: dict[str, object], root: Path) -> None:
             "attempts",
             "failure_kinds",
             "error",
-            "bytes",
+            "file_bytes",
+            "downloaded_bytes",
+            "chapter_retries",
+            "request_retries",
             "seconds",
             "average_speed",
         }
         counted[chapter["status"]] += 1
         if chapter["status"] == "complete":
             assert (Path(str(book["folder"])) / chapter["file"]).is_file()
-            assert chapter["bytes"] > 0
+            file = Path(str(book["folder"])) / chapter["file"]
+            assert chapter["file_bytes"] == file.stat().st_size
+            assert chapter["downloaded_bytes"] > 0
             assert chapter["seconds"] > 0
             assert chapter["attempts"] >= 1
             assert chapter["average_speed"] == pytest.approx(
-                chapter["bytes"] / chapter["seconds"], rel=0.01
+                chapter["downloaded_bytes"] / chapter["seconds"], rel=0.01
             )
         if chapter["status"] == "failed":
             assert chapter["error"]["kind"] == chapter["failure_kinds"][-1]
@@ -217,7 +227,8 @@ def check_report(data: dict[str, object], root: Path) -> None:
         counted["skipped"],
     )
     assert summary["not_finished"] == counted["pending"]
-    assert summary["bytes"] >= sum(int(c["bytes"]) for c in chapters)
+    assert summary["downloaded_bytes"] == sum(int(c["downloaded_bytes"]) for c in chapters)
+    assert summary["file_bytes"] == sum(int(c["file_bytes"]) for c in chapters)
 
 
 def test_report_and_quiet_output_of_a_failed_chapter(standin_cache: Path, tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def test_dry_run_creates_no_file_or_folder(site: StandinSite, tmp_path: Path) ->
         ("4", "download", "04 - Epilogue.mp3"),
     ]
     assert f"destination: {root / 'Ada Quill' / 'The Sample Book'}" in result.stdout
-    assert re.search(r"01 - Prologue\.mp3\s+[\d.]+ KiB", result.stdout)  # estimated size
+    assert re.search(r"01 - Prologue\.mp3\s+~[\d.]+ KiB", result.stdout)  # estimated size
     assert "plan: 4 to download, 0 to skip" in result.stdout
     assert "nothing was written" in result.stdout
     assert "\x1b" not in result.stdout + result.stderr

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (
+    FFMPEG,
     HOSTILE_SLUG,
     assert_inert,
     cli_env,
@@ -452,4 +453,51 @@ def test_menu_lists_downloads(downloaded: list[str], terminal: Callable[..., Ter
     assert re.search(r"Ada Quill\s+m4a\s+4/4", term.screen.text()), term.screen.text()
     term.type("\x03")  # whatever --list-downloads asks next, Ctrl-C leaves cleanly
     assert term.finish() in (0, 130), term.transcript
+    assert "Traceback" not in term.transcript
+
+
+# A wrapper around the real ffmpeg that runs the m4b join (the concat input) at 8x playback
+# speed: a join of two 12 s parts lasts about 3 s, long enough to be seen on screen.
+SLOW_JOIN = """#!{python}
+import os, sys
+args = sys.argv[1:]
+if "concat" in args:
+    at = args.index("concat") - 1
+    args[at:at] = ["-readrate", "8"]
+os.execv({real!r}, [{real!r}, *args])
+"""
+
+
+def test_the_live_view_through_a_stall_and_an_m4b_join(
+    standin_cache: Path, tmp_path: Path, terminal: Callable[..., Terminal]
+) -> None:
+    wrapper = tmp_path / "ffmpeg-wrapper"
+    wrapper.write_text(SLOW_JOIN.format(python=sys.executable, real=FFMPEG), "utf-8")
+    wrapper.chmod(0o755)
+    # The first request of every audio file stalls: each chapter stalls once, then recovers.
+    faults = Faults(fail_first=1, error_kinds=("stall",), stall_seconds=20.0)
+    root = tmp_path / "lib"
+    with StandinSite(faults=faults, cache_dir=standin_cache) as stalling:
+        args = ["the-sample-book", "--format", "m4b", "--chapters", "1-2"]
+        args += ["--ffmpeg", str(wrapper), *fast_options(stalling, root), "--stall-timeout", "4"]
+        term = terminal(args, timeout=120)
+        stalled = term.wait_for(
+            lambda s: re.search(r"stalled - retry in \d+s", s) is not None, "a stall", 60
+        )
+        assert "100.0%" not in stalled
+        joining = term.wait_for(
+            lambda s: re.search(r"^joining m4b \d+%$", s, re.M) is not None, "the join", 90
+        )
+        assert "chapters 2/2 done" in joining
+        assert term.finish() == 0, term.transcript
+    shown = {
+        int(match)
+        for _, screen in term.frames
+        for match in re.findall(r"^joining m4b (\d+)%$", screen, re.M)
+    }
+    assert len(shown) >= 2, shown  # the join's own progress moves
+    final = term.screen.text()
+    assert "2 complete, 0 failed" in final
+    # Request retries (the stalled ones) are counted and labelled; none became a chapter retry.
+    assert re.search(r"retries: 0 chapter, [1-9]\d* request", final), final
     assert "Traceback" not in term.transcript

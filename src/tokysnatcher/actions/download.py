@@ -10,30 +10,27 @@ import shlex
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
 from tokysnatcher import __version__
 from tokysnatcher.config.settings import OutputFormat, Settings
-from tokysnatcher.download.run import (
-    BookPlan,
-    ResumeMode,
-    Runtime,
-    check_destination,
-    claim_folder,
-    execute,
-    open_runtime,
-    prepare,
-)
-from tokysnatcher.download.scheduler import RunResult
-from tokysnatcher.errors import ExitCode, Interrupted, UsageError
+from tokysnatcher.download.plan import BookPlan, ResumeMode, check_destination, prepare
+from tokysnatcher.download.results import RunResult
+from tokysnatcher.download.run import Runtime, execute, open_run, open_runtime, run_state
+from tokysnatcher.download.state import RunState
+from tokysnatcher.errors import ExitCode, FailureKind, FfmpegError, Interrupted, UsageError
 from tokysnatcher.ffmpeg.binary import MP3_TO_AAC_NOTICE, FfmpegInfo, resolve_ffmpeg
+from tokysnatcher.library.manifest import ManifestManager
 from tokysnatcher.sources.tokybook import base_url_args
 from tokysnatcher.ui.display import visible
 from tokysnatcher.ui.output import Output
-from tokysnatcher.ui.status import RunStatus
 from tokysnatcher.utils.atomic import atomic_write_json
+from tokysnatcher.utils.units import format_bytes, format_duration
+
+if TYPE_CHECKING:
+    from tokysnatcher.m4b.book import M4bResult
 
 DEMO_SLUG = "the-sample-book"
 DEMO_LATENCY = 0.15  # seconds per request
@@ -85,7 +82,7 @@ def _ask_resume(plan: BookPlan, output: Output) -> ResumeMode | None:
 def download(ref: str, settings: Settings, output: Output) -> ExitCode:
     """Download one book (or plan it with ``--dry-run``)."""
     ffmpeg = resolve_ffmpeg(settings.ffmpeg)
-    runtime = open_runtime(settings)
+    runtime = open_runtime(settings, log=output.log)
     try:
         mode = ResumeMode.REDOWNLOAD if settings.force_redownload else ResumeMode.RESUME
         plan = prepare(ref, settings, runtime.source, mode=mode)
@@ -114,22 +111,24 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
                 f"{plan.complete_count} of {len(plan.chapters)} chapters already complete "
                 f"(size and SHA-256 checked); fetching {len(plan.to_fetch)}"
             )
-        with claim_folder(plan):  # one tokysnatcher per book, from the first write to the last
-            result, status = execute(
-                plan,
-                settings,
-                runtime.source,
-                runtime.fetcher,
-                ffmpeg,
-                output.reporter(),
-                runtime.stop,
-                log=lambda message, level: output.log(message, level),
-            )
-            if settings.output_format is OutputFormat.M4B and result.ok:
-                finish_m4b(plan, settings, ffmpeg, runtime, output)
+        state = run_state(plan, settings)
+        # One tokysnatcher per book, from the first write to the last; one manifest for all.
+        with open_run(plan, settings) as manifest:
+            reporter = output.reporter(settings.segment_retries)
+            reporter.start(state)
+            try:
+                result = execute(plan, settings, runtime, ffmpeg, manifest, state, reporter)
+                if settings.output_format is OutputFormat.M4B and result.ok:
+                    joined = finish_m4b(plan, settings, ffmpeg, runtime, manifest, state)
+                else:
+                    joined = None
+            finally:
+                reporter.stop()
+        if joined is not None:
+            say_m4b(joined, output)
         if settings.report is not None:
-            write_report(settings.report, plan, result, status)
-        output.summary(result, status, resume_command(plan, settings))
+            write_report(settings.report, plan, result)
+        output.summary(result, state, resume_command(plan, settings))
         if result.interrupted:
             return ExitCode.INTERRUPTED
         return ExitCode.OK if result.ok else ExitCode.FAILED
@@ -153,32 +152,60 @@ def _say_encodes(plan: BookPlan, output: Output) -> None:
 
 
 def finish_m4b(
-    plan: BookPlan, settings: Settings, ffmpeg: FfmpegInfo, runtime: Runtime, output: Output
-) -> None:
-    """Join the downloaded parts into the book's single ``.m4b`` (chapters, tags, cover)."""
-    from tokysnatcher.errors import FailureKind, FfmpegError, Interrupted
+    plan: BookPlan,
+    settings: Settings,
+    ffmpeg: FfmpegInfo,
+    runtime: Runtime,
+    manifest: ManifestManager,
+    state: RunState,
+) -> M4bResult:
+    """Join the downloaded parts into the book's single ``.m4b`` (chapters, tags, cover).
+
+    The live view shows the join as its own step (``joining m4b N%``) from ``state``.
+    """
     from tokysnatcher.m4b.book import make_book_file
-    from tokysnatcher.utils.units import format_bytes, format_duration
+
+    def joining(fraction: float) -> None:
+        with state.lock:
+            state.joining = fraction
 
     again = f"Run {resume_command(plan, settings)} to join them again."
     stopped = "stopped while joining the chapters into the m4b"
+    joining(0.0)
     try:
-        made = make_book_file(
+        return make_book_file(
             plan,
             settings,
             ffmpeg,
             runtime.fetcher,
             runtime.stop,
-            log=lambda message, level: output.log(message, level),
+            manifest,
+            log=runtime.log,
+            on_progress=joining,
         )
     except KeyboardInterrupt as err:
+        interrupted(state)
         raise Interrupted(stopped, hint=again) from err
     except FfmpegError as err:
         if err.kind is FailureKind.CANCELLED:
+            interrupted(state)
             raise Interrupted(stopped, hint=again) from err
         if not err.hint:
             err.hint = f"The chapters are kept in {plan.chapters[0].dest.parent}. {again}"
         raise
+    finally:
+        with state.lock:
+            state.joining = None
+
+
+def interrupted(state: RunState) -> None:
+    """The live view's last frame says the run was interrupted."""
+    with state.lock:
+        state.interrupted = True
+
+
+def say_m4b(made: M4bResult, output: Output) -> None:
+    """What the join made: the book file, and where the parts stay."""
     if made.transcoded and made.rebuilt:
         output.warn(
             "the source audio is MP3: it was transcoded to AAC for the m4b "
@@ -198,12 +225,14 @@ def finish_m4b(
     )
 
 
-def report_data(plan: BookPlan, result: RunResult, status: RunStatus) -> dict[str, Any]:
-    """The ``--report`` JSON (SPEC §6)."""
+def report_data(plan: BookPlan, result: RunResult) -> dict[str, Any]:
+    """The ``--report`` JSON (SPEC §6, with issue 12's labelled figures).
+
+    ``success_rate`` counts only chapters that reached an end (None when none did);
+    ``file_bytes`` are sizes on disk, ``downloaded_bytes`` what came over the network.
+    """
     chapters = result.chapters
     complete = sum(1 for c in chapters if c.status == "complete")
-    failed = len(result.failed)
-    attempted = complete + failed
     return {
         "tool_version": __version__,
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -216,12 +245,14 @@ def report_data(plan: BookPlan, result: RunResult, status: RunStatus) -> dict[st
         },
         "summary": {
             "complete": complete,
-            "failed": failed,
+            "failed": len(result.failed),
             "skipped": sum(1 for c in chapters if c.status == "skipped"),
             "not_finished": sum(1 for c in chapters if c.status == "pending"),
-            "retries": result.retries,
-            "success_rate": (complete / attempted) if attempted else 1.0,
-            "bytes": result.bytes_received,
+            "chapter_retries": result.chapter_retries,
+            "request_retries": result.request_retries,
+            "success_rate": result.success_rate,
+            "file_bytes": result.file_bytes,
+            "downloaded_bytes": result.bytes_received,
             "seconds": round(result.seconds, 3),
             "average_speed": (result.bytes_received / result.seconds) if result.seconds else 0.0,
             "interrupted": result.interrupted,
@@ -234,20 +265,23 @@ def report_data(plan: BookPlan, result: RunResult, status: RunStatus) -> dict[st
                 "file": c.filename,
                 "status": c.status,
                 "attempts": c.attempts,
+                "chapter_retries": c.chapter_retries,
+                "request_retries": c.request_retries,
                 "failure_kinds": c.kinds,
                 "error": {"kind": c.kind, "message": c.message} if c.status == "failed" else None,
-                "bytes": c.bytes,
+                "file_bytes": c.file_size,
+                "downloaded_bytes": c.bytes_received,
                 "seconds": round(c.seconds, 3),
-                "average_speed": (c.bytes / c.seconds) if c.seconds else 0.0,
+                "average_speed": (c.bytes_received / c.seconds) if c.seconds else 0.0,
             }
             for c in chapters
         ],
     }
 
 
-def write_report(path: Path, plan: BookPlan, result: RunResult, status: RunStatus) -> None:
+def write_report(path: Path, plan: BookPlan, result: RunResult) -> None:
     try:
-        atomic_write_json(path, report_data(plan, result, status))
+        atomic_write_json(path, report_data(plan, result))
     except OSError as err:
         raise UsageError(f"--report {path}: cannot write ({err})") from err
 

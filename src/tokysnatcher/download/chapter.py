@@ -14,11 +14,12 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from tokysnatcher.config.settings import Settings
 from tokysnatcher.download.retry import MAX_QUICK_WAIT, segment_backoff
+from tokysnatcher.download.state import Chapter
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind, SourceError
 from tokysnatcher.ffmpeg.binary import (
     MP3_TO_AAC_NOTICE,
@@ -42,7 +43,6 @@ from tokysnatcher.net.hls import (
 )
 from tokysnatcher.net.http import Fetcher
 from tokysnatcher.sources.source import Book, Source, Track
-from tokysnatcher.ui.status import ChapterView
 from tokysnatcher.utils.atomic import atomic_write_text, disk_error_for, sha256_file
 from tokysnatcher.utils.links import (
     fresh_dir,
@@ -64,27 +64,30 @@ _API_DURATION_TOLERANCE = DURATION_TOLERANCE + 1.0
 
 @dataclass(kw_only=True)
 class ChapterJob:
-    """One chapter of the run and the state of its current attempt."""
+    """One chapter of the run: what its attempts work on, and its :class:`Chapter` state.
+
+    The scheduler thread alone changes it; workers read it (``state.generation`` says whether
+    their attempt is still the current one).
+    """
 
     index: int  # 1-based chapter number in the book
     track: Track
     dest: Path  # the chapter's final file
     workdir: Path  # <book>/.tokysnatcher/<NN>: segments and partial output
-    view: ChapterView
-    generation: int = 0  # bumped per attempt; events of older attempts are ignored
+    state: Chapter
     live: bool = False
     segments: tuple[Segment, ...] = ()
-    remaining: int = 0
-    duration: float | None = None
+    remaining: int = 0  # requests of this attempt not yet on disk
     # What the site declares this attempt's audio lasts; a shorter or longer result is refused.
     expected: ExpectedDuration | None = None
-    # Running sums of this attempt's segments on disk: O(1) per segment, nothing kept per segment.
-    done_count: int = 0
-    done_bytes: int = 0
 
     @property
     def key(self) -> str:
         return self.dest.name
+
+    @property
+    def generation(self) -> int:
+        return self.state.generation
 
     def source_files(self) -> list[Path]:
         if self.track.is_direct:
@@ -92,13 +95,70 @@ class ChapterJob:
         return [segment_path(self.workdir, s) for s in self.segments]
 
 
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A chapter's checked playlist: its segments, length and the length the result must have."""
+
+    segments: tuple[Segment, ...]
+    duration: float | None
+    expected: ExpectedDuration | None
+
+
+def declared_length(track: Track) -> ExpectedDuration | None:
+    """What a direct file must last: the API's whole seconds, when it states any."""
+    declared = track.duration
+    if declared is not None and math.isfinite(declared) and declared > 0:
+        return ExpectedDuration(declared, _API_DURATION_TOLERANCE)
+    return None
+
+
 def segment_path(workdir: Path, segment: Segment) -> Path:
     return workdir / f"{segment.index:06d}.ts"
 
 
+class ChapterSteps(Protocol):
+    """The steps of a chapter attempt, as the scheduler and its workers call them.
+
+    :class:`ChapterWork` is the real one; the scheduler's tests use a fake.
+    """
+
+    settings: Settings
+    stop: threading.Event
+
+    def resolve(
+        self,
+        job: ChapterJob,
+        cancelled: Callable[[], bool] | None = None,
+        on_retry: Callable[[DownloadError, int, float], None] | None = None,
+    ) -> Resolved: ...
+
+    def fetch_segment(
+        self,
+        job: ChapterJob,
+        segment: Segment,
+        on_bytes: Callable[[int], None],
+        cancelled: Callable[[], bool] | None = None,
+        on_retry: Callable[[DownloadError, int, float], None] | None = None,
+    ) -> int: ...
+
+    def fetch_direct(
+        self,
+        job: ChapterJob,
+        on_bytes: Callable[[int], None],
+        cancelled: Callable[[], bool] | None = None,
+        on_retry: Callable[[DownloadError, int, float], None] | None = None,
+    ) -> int: ...
+
+    def convert(
+        self, job: ChapterJob, on_progress: Callable[[float], None]
+    ) -> tuple[int, str, ExpectedDuration | None]: ...
+
+    def connections_in_use(self) -> int: ...
+
+
 @dataclass(kw_only=True)
 class ChapterWork:
-    """What every chapter attempt needs: the book, its source, limits, the stop flag."""
+    """What every chapter attempt needs: the book, the site client, limits, the stop flag."""
 
     book: Book
     source: Source
@@ -114,6 +174,10 @@ class ChapterWork:
     _announced_generation: int = field(default=0, init=False, repr=False)
     _encode_noticed: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
+    def connections_in_use(self) -> int:
+        """Requests open right now, over every worker."""
+        return self.fetcher.transfer.active
+
     # -- requests --------------------------------------------------------------------------
     def request(
         self,
@@ -121,6 +185,7 @@ class ChapterWork:
         what: str,
         call: Callable[[dict[str, str]], T],
         cancelled: Callable[[], bool] | None = None,
+        on_retry: Callable[[DownloadError, int, float], None] | None = None,
     ) -> T:
         """Run one request with quick retries and stream-token renewal (SPEC §5).
 
@@ -128,7 +193,8 @@ class ChapterWork:
         (honouring ``Retry-After`` up to ``MAX_QUICK_WAIT``); a longer wait, a permanent kind or
         an exhausted budget fails the request, and so the chapter attempt. On 401/403 the
         request first moves to credentials another request renewed meanwhile, else renews them
-        once itself (one renewal serves every chapter).
+        once itself (one renewal serves every chapter). ``on_retry(error,
+        number, delay)`` hears of each quick retry before its wait.
         """
         failures = 0
         renewed = False
@@ -167,7 +233,8 @@ class ChapterWork:
                     retry_after=err.retry_after,
                     cap=MAX_QUICK_WAIT,
                 )
-                self.log(f"{what}: {err.message}; retrying in {delay:.1f} s", "debug")
+                if on_retry is not None:
+                    on_retry(err, failures, delay)
                 if self.stop.wait(delay):
                     raise DownloadError(f"{what}: cancelled", kind=FailureKind.CANCELLED) from err
 
@@ -187,16 +254,19 @@ class ChapterWork:
 
     # -- chapter steps -----------------------------------------------------------------------
     def resolve(
-        self, job: ChapterJob, cancelled: Callable[[], bool] | None = None
-    ) -> tuple[Segment, ...]:
+        self,
+        job: ChapterJob,
+        cancelled: Callable[[], bool] | None = None,
+        on_retry: Callable[[DownloadError, int, float], None] | None = None,
+    ) -> Resolved:
         """Fetch and check the chapter playlist; keep earlier segments only if it is unchanged."""
         url = job.track.url
         what = f"chapter {job.index} playlist"
-        text = self._playlist_text(url, what, cancelled)
+        text = self._playlist_text(url, what, cancelled, on_retry)
         variant = variant_of(text, url)
         if variant is not None:
             url = variant.url
-            text = self._playlist_text(url, what, cancelled)
+            text = self._playlist_text(url, what, cancelled, on_retry)
         media = parse_media_playlist(text, url)
         signature = "\n".join(urlsplit(s.url).path for s in media.segments) + "\n"
         marker = job.workdir / "segments.txt"
@@ -209,11 +279,16 @@ class ChapterWork:
                 atomic_write_text(marker, signature)
         except OSError as err:
             raise _disk_error(err, job.workdir) from err
-        job.duration = media.duration or job.track.duration
-        job.expected = ExpectedDuration(media.duration, media.tolerance) if media.duration else None
-        return media.segments
+        expected = ExpectedDuration(media.duration, media.tolerance) if media.duration else None
+        return Resolved(media.segments, media.duration or job.track.duration, expected)
 
-    def _playlist_text(self, url: str, what: str, cancelled: Callable[[], bool] | None) -> str:
+    def _playlist_text(
+        self,
+        url: str,
+        what: str,
+        cancelled: Callable[[], bool] | None,
+        on_retry: Callable[[DownloadError, int, float], None] | None,
+    ) -> str:
         body = self.request(
             url,
             what,
@@ -221,6 +296,7 @@ class ChapterWork:
                 url, headers, what=what, limit=MAX_PLAYLIST_BYTES, cancelled=cancelled
             ),
             cancelled,
+            on_retry,
         )
         return decode_playlist(body)
 
@@ -230,6 +306,7 @@ class ChapterWork:
         segment: Segment,
         on_bytes: Callable[[int], None],
         cancelled: Callable[[], bool] | None = None,
+        on_retry: Callable[[DownloadError, int, float], None] | None = None,
     ) -> int:
         """Fetch one segment into the chapter's work folder; returns its size."""
         what = f"chapter {job.index} segment {segment.index + 1}"
@@ -247,6 +324,7 @@ class ChapterWork:
                 cancelled=cancelled,
             ),
             cancelled,
+            on_retry,
         )
 
     def fetch_direct(
@@ -254,6 +332,7 @@ class ChapterWork:
         job: ChapterJob,
         on_bytes: Callable[[int], None],
         cancelled: Callable[[], bool] | None = None,
+        on_retry: Callable[[DownloadError, int, float], None] | None = None,
     ) -> int:
         """A track that is a plain audio file: one request, same limits and retries."""
         url = job.track.url
@@ -266,10 +345,6 @@ class ChapterWork:
                 fresh_dir(job.workdir)
         except OSError as err:
             raise _disk_error(err, job.workdir) from err
-        declared = job.track.duration
-        job.expected = None
-        if declared is not None and math.isfinite(declared) and declared > 0:
-            job.expected = ExpectedDuration(declared, _API_DURATION_TOLERANCE)
         what = f"chapter {job.index} audio file"
         dest = job.workdir / "source.mp3"
         return self.request(
@@ -285,11 +360,12 @@ class ChapterWork:
                 cancelled=cancelled,
             ),
             cancelled,
+            on_retry,
         )
 
     def tags(self, job: ChapterJob) -> Tags:
         return Tags(
-            title=job.view.title,
+            title=job.state.title,
             album=self.book.title,
             artist=self.book.author,
             album_artist=self.book.author,
@@ -356,7 +432,7 @@ class ChapterWork:
             stdin_chunks=_read_files(sources),
             partial_output=output,
             on_progress=lambda sample: on_progress(sample.seconds_done),
-            duration_hint=job.duration,
+            duration_hint=job.state.duration,
         )
         self._check_length(job, output)
         try:

@@ -2,8 +2,7 @@
 
 Pure logic: nothing here sleeps, starts threads or touches the network. Callers inject the clock
 (and a random source for jitter), so every schedule is reproducible in tests. What a failure *is*
-(its kind) is decided in ``net/failures.py``; the names are re-exported here for callers that
-think of both as "retry".
+(its kind) is decided in ``net/failures.py``.
 """
 
 from __future__ import annotations
@@ -17,32 +16,10 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, TypeVar
 
 from tokysnatcher.errors import DownloadError, FailureKind
-from tokysnatcher.net.failures import (
-    classify_exception,
-    classify_status,
-    describe_exception,
-    error_from_exception,
-    kind_hint,
-    parse_retry_after,
-)
-
-__all__ = [
-    "BackoffPolicy",
-    "GiveUpReason",
-    "RetriesExhausted",
-    "RetryCoordinator",
-    "RetryDecision",
-    "WaitingItem",
-    "classify_exception",
-    "classify_status",
-    "describe_exception",
-    "error_from_exception",
-    "parse_retry_after",
-    "segment_backoff",
-]
+from tokysnatcher.net.failures import kind_hint
 
 K = FailureKind
 T = TypeVar("T", bound=Hashable)
@@ -180,16 +157,6 @@ def segment_backoff(attempt: int, *, base: float, retry_after: float | None, cap
 # --- the chapter queue ----------------------------------------------------------------------
 
 
-class WaitingItem(NamedTuple, Generic[T]):
-    """One queued item, for a countdown display."""
-
-    item: T
-    attempt: int  # the attempt it is waiting for: 1 for a first attempt
-    due_at: float
-    seconds_left: float
-    last_kind: FailureKind | None
-
-
 @dataclass(frozen=True, kw_only=True)
 class RetryDecision(Generic[T]):
     """What ``record_failure`` decided; ``error`` is the final error when ``retry`` is False."""
@@ -209,7 +176,6 @@ class _State(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
-    CANCELLED = "cancelled"
 
 
 @dataclass
@@ -225,7 +191,7 @@ class RetryCoordinator(Generic[T]):
     Items run in (due time, order key) order, so a retry that is due competes fairly with
     first attempts. Thread-safe; every method is short and never blocks on anything but the
     lock. ``rng=None`` uses a private unseeded ``random.Random`` (jitter on); set the policy's
-    ``jitter=0`` for exact delays. After ``cancel_all`` nothing is queued or retried again.
+    ``jitter=0`` for exact delays.
     """
 
     def __init__(
@@ -242,18 +208,10 @@ class RetryCoordinator(Generic[T]):
         self._records: dict[T, _Record] = {}
         self._heap: list[tuple[float, int, int, T]] = []
         self._seq = 0  # keeps heap entries unique so items themselves are never compared
-        self._retries_total = 0
-        self._closed = False
 
-    def add(self, item: T, order: int) -> bool:
-        """Queue a first attempt, due now. False (not queued) once the queue is cancelled."""
-        return self.add_many([(item, order)])
-
-    def add_many(self, items: Iterable[tuple[T, int]]) -> bool:
+    def add_many(self, items: Iterable[tuple[T, int]]) -> None:
         """Queue first attempts all due at the same instant, so they run in ``order``."""
         with self._lock:
-            if self._closed:
-                return False
             batch = list(items)
             seen: set[T] = set()
             for item, _order in batch:  # all or nothing: check before queueing any
@@ -264,7 +222,6 @@ class RetryCoordinator(Generic[T]):
             for item, order in batch:
                 self._records[item] = _Record(order, self._policy, _State.WAITING)
                 self._push(item, now, order)
-            return True
 
     def _push(self, item: T, due_at: float, order: int) -> None:
         self._seq += 1
@@ -285,13 +242,6 @@ class RetryCoordinator(Generic[T]):
             record = self._running(item)
             policy = record.policy
             try:
-                if self._closed:
-                    raise RetriesExhausted(
-                        error,
-                        reason=GiveUpReason.CANCELLED,
-                        attempts=policy.attempts,
-                        history=(*policy.history, error.kind),
-                    ) from error
                 policy = policy.increment(error)
             except RetriesExhausted as final:
                 record.policy = dataclasses.replace(policy, history=final.history)
@@ -304,7 +254,6 @@ class RetryCoordinator(Generic[T]):
             due_at = self._clock() + wait
             record.policy, record.state = policy, _State.WAITING
             self._push(item, due_at, record.order)
-            self._retries_total += 1
             return RetryDecision(
                 item=item, retry=True, kind=error.kind, attempt=policy.attempts,
                 due_at=due_at, delay=wait, reason=None, error=error,
@@ -326,52 +275,7 @@ class RetryCoordinator(Generic[T]):
         with self._lock:
             return self._heap[0][0] if self._heap else None
 
-    def waiting(self) -> list[WaitingItem[T]]:
-        """Every waiting item in run order, with its countdown."""
-        with self._lock:
-            now = self._clock()
-            entries = sorted(self._heap)
-            result = []
-            for due_at, _order, _seq, item in entries:
-                policy = self._records[item].policy
-                last = policy.history[-1] if policy.history else None
-                result.append(
-                    WaitingItem(item, policy.attempts, due_at, max(0.0, due_at - now), last)
-                )
-            return result
-
     def attempts(self, item: T) -> int:
         """The item's current or next attempt number; attempts made once it is finished."""
         with self._lock:
             return self._records[item].policy.attempts
-
-    def history(self, item: T) -> tuple[FailureKind, ...]:
-        """The failure kinds of the item's failed attempts, oldest first."""
-        with self._lock:
-            return self._records[item].policy.history
-
-    @property
-    def retries_used_total(self) -> int:
-        """Retries scheduled over all items."""
-        with self._lock:
-            return self._retries_total
-
-    @property
-    def closed(self) -> bool:
-        """True after ``cancel_all``."""
-        with self._lock:
-            return self._closed
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._heap)
-
-    def cancel_all(self) -> list[T]:
-        """Stop: drop every waiting item (returned in run order) and refuse further retries."""
-        with self._lock:
-            self._closed = True
-            dropped = [entry[3] for entry in sorted(self._heap)]
-            self._heap.clear()
-            for item in dropped:
-                self._records[item].state = _State.CANCELLED
-            return dropped

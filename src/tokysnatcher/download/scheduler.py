@@ -11,7 +11,8 @@ Shape of a run
   attempts and retries alike (SPEC §5).
 * When a chapter's last segment lands, a conversion runs on a ``ThreadPoolExecutor`` of
   ``jobs`` workers (ffmpeg, watched by the stall watchdog).
-* Workers only post events. This thread owns every piece of shared state: the chapters, the
+* Workers only post typed events (``download/events.py``). This thread owns every piece of
+  shared state: each chapter's :class:`~tokysnatcher.download.state.Chapter`, the
   :class:`RetryCoordinator`, the manifest (one writer) and the reporter.
 
 How a run ends
@@ -31,23 +32,29 @@ import queue
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
 
-from tokysnatcher.download.chapter import ChapterJob, ChapterWork, segment_path
-from tokysnatcher.download.results import ChapterResult, RunResult, chapter_result
+from tokysnatcher.download.chapter import ChapterJob, ChapterSteps, declared_length, segment_path
+from tokysnatcher.download.events import (
+    AttemptFailed,
+    BytesReceived,
+    Converted,
+    ConvertProgress,
+    Event,
+    PlaylistResolved,
+    RequestRetried,
+    SegmentFetched,
+)
+from tokysnatcher.download.results import RunResult, chapter_result
 from tokysnatcher.download.retry import BackoffPolicy, RetryCoordinator
-from tokysnatcher.download.workers import Event, FetchPool, Task, as_download_error
+from tokysnatcher.download.state import Phase, RunState
+from tokysnatcher.download.workers import JOIN_TIMEOUT, FetchPool, Task, as_download_error
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind
 from tokysnatcher.ffmpeg.processes import terminate_all
 from tokysnatcher.library.manifest import ManifestManager
-from tokysnatcher.library.manifest_schema import ExpectedDuration
-from tokysnatcher.net.hls import Segment
-from tokysnatcher.ui.status import ChapterState, Reporter, RunStatus
+from tokysnatcher.ui.status import Reporter
 from tokysnatcher.utils.atomic import disk_error_for
-
-__all__ = ["ChapterResult", "RunResult", "download_all_chapters"]
 
 _PLAYLIST_PRIORITY = 0
 _SEGMENT_PRIORITY = 1
@@ -62,34 +69,40 @@ _SHOW_CONNECTIONS_EVERY = 0.1  # seconds: how fresh the view's count of open con
 _SAVE_MANIFEST_EVERY = 0.4
 
 
-class _Scheduler:
+class Scheduler:
+    """Admits chapters, applies the workers' events to their state, retries and ends the run."""
+
     def __init__(
         self,
-        work: ChapterWork,
+        work: ChapterSteps,
         jobs: list[ChapterJob],
         *,
         manifest: ManifestManager,
         reporter: Reporter,
-        status: RunStatus,
-        clock: Callable[[], float],
-        rng: random.Random,
+        state: RunState,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        end_children: Callable[[float], object] = terminate_all,
     ) -> None:
         self.work = work
+        self.end_children = end_children  # Ctrl-C ends every ffmpeg (tests pass their own)
         self.settings = work.settings
         self.jobs = {job.index: job for job in jobs}
         self.manifest = manifest
         self.reporter = reporter
-        self.status = status
+        self.state = state
         self.clock = clock
         self.stop = work.stop
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()  # C-fast: one put per segment
-        self.pool = FetchPool(work, self.events, self._byte_counter, self.settings.connections)
+        self.pool = FetchPool(work, self.events, self.settings.connections)
+        self.converter: ThreadPoolExecutor | None = None
+        self.conversions: dict[int, Future[None]] = {}  # by chapter, until its event is handled
         self.queued_segments = 0
         # Chapters by where their current attempt is; kept up to date so that each event costs
         # O(1) however long the book is.
         self.downloading: set[int] = set()
         self.converting: set[int] = set()
-        self.unfinished = {job.index for job in jobs if not job.view.state.finished}
+        self.unfinished = {job.index for job in jobs if not job.state.phase.finished}
         self.stopped_by: DownloadError | None = None
         self.manifest_failed = False
         policy = BackoffPolicy(
@@ -97,38 +110,26 @@ class _Scheduler:
             base_delay=self.settings.retry_delay,
             max_retry_after=self.settings.max_retry_after,
         )
-        self.retry = RetryCoordinator[int](policy, clock=clock, rng=rng)
+        self.retry = RetryCoordinator[int](policy, clock=clock, rng=rng or random.Random())
         for job in jobs:
-            job.view.max_attempts = self.settings.max_retries + 1
+            job.state.max_attempts = self.settings.max_retries + 1
         self.retry.add_many((job.index, job.index) for job in jobs)
 
-    # -- worker side ------------------------------------------------------------------------
-    def _byte_counter(self, job: ChapterJob) -> Callable[[int], None]:
-        def count(n: int) -> None:
-            with self.status.lock:
-                job.view.bytes_done += n
-                self.status.bytes_total += n
-
-        return count
-
+    # -- conversion thread -------------------------------------------------------------------
     def _convert(self, job: ChapterJob, generation: int) -> None:
-        def progress(seconds: float) -> None:
-            if job.duration:
-                job.view.message = f"converting {min(100.0, 100 * seconds / job.duration):.0f}%"
-
+        put = self.events.put
         try:
-            result = self.work.convert(job, progress)
+            size, digest, expected = self.work.convert(
+                job, lambda seconds: put(ConvertProgress(job, generation, seconds))
+            )
         except BaseException as err:
-            self.events.put(("failed", job, generation, as_download_error(err, job)))
+            put(AttemptFailed(job, generation, as_download_error(err, job)))
         else:
-            self.events.put(("converted", job, generation, result))
+            put(Converted(job, generation, size, digest, expected))
 
     # -- scheduler side ---------------------------------------------------------------------
-    def _set_state(self, job: ChapterJob, state: ChapterState, message: str = "") -> None:
-        with self.status.lock:
-            job.view.state = state
-            job.view.message = message
-        self.reporter.event(job.view)
+    def _changed(self, job: ChapterJob) -> None:
+        self.reporter.event(job.state)
 
     def _may_admit(self) -> bool:
         active = len(self.downloading)
@@ -154,61 +155,70 @@ class _Scheduler:
                 self._start_attempt(self.jobs[index])
 
     def _start_attempt(self, job: ChapterJob) -> None:
-        job.generation += 1
+        with self.state.lock:
+            job.state.start_attempt(self.retry.attempts(job.index), self.clock())
         job.live = True
         job.remaining = 0
-        with self.status.lock:
-            job.view.attempt = self.retry.attempts(job.index)
-            job.view.retry_due = None
-            job.view.bytes_done = 0
-            if job.view.started_at is None:
-                job.view.started_at = self.clock()
         self.downloading.add(job.index)
-        job.done_count = job.done_bytes = 0
+        generation = job.state.generation
         if job.track.is_direct:
-            self.pool.put((_SEGMENT_PRIORITY, job.index, 0), Task("direct", job, job.generation))
+            job.expected = declared_length(job.track)
+            self.pool.put((_SEGMENT_PRIORITY, job.index, 0), Task("direct", job, generation))
             job.remaining = 1
             self.queued_segments += 1
+            with self.state.lock:
+                job.state.resolved(1, job.track.duration)
         else:
             priority = (_PLAYLIST_PRIORITY, job.index, 0)
-            self.pool.put(priority, Task("playlist", job, job.generation))
+            self.pool.put(priority, Task("playlist", job, generation))
         # The request first: the manifest write (an fsync) need not delay it.
         self._record(lambda: self.manifest.mark_downloading(job.key))
-        self._set_state(job, ChapterState.DOWNLOADING)
+        self._changed(job)
 
-    def _on_playlist(self, job: ChapterJob, segments: tuple[Segment, ...]) -> None:
-        job.segments = segments
+    def _on_playlist(self, job: ChapterJob, event: PlaylistResolved) -> None:
+        resolved = event.resolved
+        job.segments = resolved.segments
+        job.expected = resolved.expected
         on_disk = _files_in(job.workdir)  # one directory read, not a stat per segment
-        for segment in segments:
-            size = on_disk.get(segment_path(job.workdir, segment).name)
-            if size is not None:  # fetched by an earlier attempt or run: keep it
-                job.done_count += 1
-                job.done_bytes += size
-                continue
-            job.remaining += 1
-            self.queued_segments += 1
-            task = Task("segment", job, job.generation, segment)
-            self.pool.put((_SEGMENT_PRIORITY, job.index, segment.index), task)
-        with self.status.lock:
-            job.view.bytes_done = job.done_bytes
-            self._estimate(job)
+        generation = job.state.generation
+        with self.state.lock:
+            job.state.resolved(len(resolved.segments), resolved.duration)
+            for segment in resolved.segments:
+                size = on_disk.get(segment_path(job.workdir, segment).name)
+                if size is not None:  # fetched by an earlier attempt or run: keep it
+                    job.state.kept(size)
+                    continue
+                job.remaining += 1
+                self.queued_segments += 1
+                task = Task("segment", job, generation, segment)
+                self.pool.put((_SEGMENT_PRIORITY, job.index, segment.index), task)
         if job.remaining == 0:
             self._start_convert(job)
 
-    def _estimate(self, job: ChapterJob) -> None:
-        """Expected bytes of a chapter: exact once all its segments are in, else extrapolated."""
-        if job.segments and job.done_count:
-            job.view.bytes_expected = job.done_bytes * len(job.segments) // job.done_count
-
-    def _on_segment(self, job: ChapterJob, index: int, size: int) -> None:
+    def _on_segment(self, job: ChapterJob, event: SegmentFetched) -> None:
         job.remaining -= 1
         self.queued_segments -= 1
-        with self.status.lock:
-            job.done_count += 1
-            job.done_bytes += size
-            self._estimate(job)
+        self._on_bytes(job, event.received)
+        with self.state.lock:
+            job.state.segment_done(event.size)
         if job.remaining == 0:
             self._start_convert(job)
+
+    def _on_bytes(self, job: ChapterJob, count: int) -> None:
+        if not count:
+            return
+        with self.state.lock:
+            first = job.state.phase is Phase.QUEUED
+            job.state.received(count, self.clock())
+            self.state.bytes_received += count
+        if first:
+            self._changed(job)
+
+    def _on_request_retry(self, job: ChapterJob, event: RequestRetried) -> None:
+        self._on_bytes(job, event.received)
+        with self.state.lock:
+            job.state.request_retrying(self.clock() + event.delay)
+        self.reporter.retried(job.state, event)
 
     def _start_convert(self, job: ChapterJob) -> None:
         self.downloading.discard(job.index)
@@ -216,41 +226,44 @@ class _Scheduler:
         # Under --force-redownload the saved manifest may still call the old file complete:
         # that record must be gone before the conversion replaces the file.
         self._record(lambda: self.manifest.settle(job.key))
-        self._set_state(job, ChapterState.CONVERTING)
-        self.converter.submit(self._convert, job, job.generation)
+        with self.state.lock:
+            job.state.start_convert()
+        self._changed(job)
+        assert self.converter is not None
+        self.conversions[job.index] = self.converter.submit(
+            self._convert, job, job.state.generation
+        )
 
-    def _on_converted(
-        self, job: ChapterJob, size: int, digest: str, expected: ExpectedDuration | None
-    ) -> None:
+    def _on_converted(self, job: ChapterJob, event: Converted) -> None:
         self.converting.discard(job.index)
+        self.conversions.pop(job.index, None)
         self.unfinished.discard(job.index)
         job.live = False
         job.segments = ()  # a finished chapter keeps nothing per segment: memory stays flat
         self.retry.record_success(job.index)
         self._record(
             lambda: self.manifest.mark_complete(
-                job.key, size=size, sha256=digest, expected_duration=expected
+                job.key, size=event.size, sha256=event.sha256, expected_duration=event.expected
             )
         )
-        with self.status.lock:
-            job.view.size = size
-            job.view.finished_at = self.clock()
-        self._set_state(job, ChapterState.DONE)
+        with self.state.lock:
+            job.state.converted(event.size, self.clock())
+        self._changed(job)
 
     def _end_attempt(self, job: ChapterJob) -> None:
         """Forget the attempt's queued work (workers drop stale tasks by generation)."""
         job.live = False
         self.downloading.discard(job.index)
         self.converting.discard(job.index)
+        self.conversions.pop(job.index, None)
         self.queued_segments -= job.remaining
         job.remaining = 0
 
     def _on_failed(self, job: ChapterJob, error: DownloadError) -> None:
         self._end_attempt(job)
-        with self.status.lock:
-            job.view.kinds.append(error.kind)
-            job.view.kind = error.kind
         if error.kind is FailureKind.CANCELLED and self.stop.is_set():
+            with self.state.lock:
+                job.state.attempt_lost(error)
             return  # the run is ending: the wind-down puts the chapter back to pending
         if error.kind.stops_run:
             self._stop_run(error)
@@ -258,12 +271,11 @@ class _Scheduler:
             return
         decision = self.retry.record_failure(job.index, error)
         if decision.retry:
-            with self.status.lock:
-                self.status.retries += 1
-                job.view.retry_due = decision.due_at
-                job.view.attempt = decision.attempt - 1
+            assert decision.due_at is not None
+            with self.state.lock:
+                job.state.retry_at(error, decision.due_at)
             self._record(lambda: self.manifest.mark_pending(job.key))
-            self._set_state(job, ChapterState.RETRYING, error.message)
+            self._changed(job)
         else:
             self._fail(job, error)
 
@@ -271,24 +283,31 @@ class _Scheduler:
         self.unfinished.discard(job.index)
         job.segments = ()
         self._record(lambda: self.manifest.mark_failed(job.key, error.kind, error.message))
-        with self.status.lock:
-            job.view.finished_at = self.clock()
-        self._set_state(job, ChapterState.FAILED, error.message)
+        with self.state.lock:
+            job.state.failed(error, self.clock())
+        self._changed(job)
 
-    def _handle(self, event: tuple[str, ChapterJob, int, Any]) -> None:
-        name, job, generation, payload = event
-        if name == "dropped" or generation != job.generation or not job.live:
+    def _handle(self, event: Event) -> None:
+        job = event.job
+        if event.generation != job.state.generation or not job.live:
             return
-        if self.stop.is_set() and name != "converted":
+        if self.stop.is_set() and not isinstance(event, Converted):
             return  # the run is stopping: what is not finished goes back to pending
-        if name == "playlist":
-            self._on_playlist(job, payload)
-        elif name == "segment":
-            self._on_segment(job, *payload)
-        elif name == "converted":
-            self._on_converted(job, *payload)
-        elif name == "failed":
-            self._on_failed(job, payload)
+        if isinstance(event, BytesReceived):
+            self._on_bytes(job, event.count)
+        elif isinstance(event, SegmentFetched):
+            self._on_segment(job, event)
+        elif isinstance(event, PlaylistResolved):
+            self._on_playlist(job, event)
+        elif isinstance(event, RequestRetried):
+            self._on_request_retry(job, event)
+        elif isinstance(event, ConvertProgress):
+            with self.state.lock:
+                job.state.convert_progress(event.seconds)
+        elif isinstance(event, Converted):
+            self._on_converted(job, event)
+        elif isinstance(event, AttemptFailed):
+            self._on_failed(job, event.error)
 
     def _finished(self) -> bool:
         return not self.unfinished
@@ -317,8 +336,8 @@ class _Scheduler:
                 now = self.clock()
                 if now - shown >= _SHOW_CONNECTIONS_EVERY:  # for the view; adds up per thread
                     shown = now
-                    with self.status.lock:
-                        self.status.active_connections = self.work.fetcher.transfer.active
+                    with self.state.lock:
+                        self.state.active_connections = self.work.connections_in_use()
             # Someone else (a library caller) set the stop flag: that is an interruption too.
             interrupted = self.stopped_by is None and not self._finished()
         except KeyboardInterrupt:
@@ -338,38 +357,47 @@ class _Scheduler:
         """End workers and children, then leave the manifest consistent (idempotent)."""
         if interrupted or self.stopped_by is not None:
             self.stop.set()
-        self.converter.shutdown(wait=False, cancel_futures=True)
+        if self.converter is not None:
+            self.converter.shutdown(wait=False, cancel_futures=True)
         if interrupted:
             # Ctrl-C must end within a second: a short grace before SIGKILL. Partial output
             # lives in the work folder, so a killed ffmpeg cannot harm a finished file.
-            terminate_all(min(self.settings.kill_grace, _INTERRUPT_GRACE))
+            self.end_children(min(self.settings.kill_grace, _INTERRUPT_GRACE))
         self.pool.release()
         grace = _INTERRUPT_WIND_DOWN if interrupted else self.settings.kill_grace + 1.0
         self._wind_down(time.monotonic() + grace)
+        with self.state.lock:
+            self.state.interrupted = interrupted
+        # Workers see the stop flag or their release within a second; waiting longer would
+        # only delay the summary (they are daemons and hold nothing the run still needs).
+        join_by = time.monotonic() + (_INTERRUPT_WIND_DOWN if interrupted else JOIN_TIMEOUT)
+        self.pool.join(join_by)
+        if self.conversions:
+            wait(self.conversions.values(), timeout=max(0.0, join_by - time.monotonic()))
 
     def _wind_down(self, deadline: float) -> None:
         """Leave the manifest consistent: unfinished chapters go back to ``pending``."""
         # Conversions that already finished may still have an event waiting: record them.
         while self.converting and time.monotonic() < deadline:
             try:
-                name, job, generation, payload = self.events.get(timeout=0.05)
+                event = self.events.get(timeout=0.05)
             except queue.Empty:
                 continue
-            if generation != job.generation or job.index not in self.converting:
+            job = event.job
+            if event.generation != job.state.generation or job.index not in self.converting:
                 continue
-            if name == "converted" and job.live:
-                self._on_converted(job, *payload)
-            elif name == "failed":
+            if isinstance(event, Converted) and job.live:
+                self._on_converted(job, event)
+            elif isinstance(event, AttemptFailed):
                 self.converting.discard(job.index)
-        unfinished = [job for job in self.jobs.values() if not job.view.state.finished]
-        for job in unfinished:
-            job.live = False
-            with self.status.lock:
-                job.view.state = ChapterState.WAITING
-                job.view.message = "not finished"
+        unfinished = [job for job in self.jobs.values() if not job.state.phase.finished]
+        with self.state.lock:
+            for job in unfinished:
+                job.live = False
+                job.state.interrupted()
         # Only chapters whose attempt began changed on disk; a chapter never started keeps its
         # manifest entry (under --force-redownload that is a still-valid "complete" file).
-        keys = [job.key for job in unfinished if job.generation > 0]
+        keys = [job.key for job in unfinished if job.state.generation > 0]
         if keys:
             self._record(lambda: self._mark_all_pending(keys))
         self._record(self.manifest.flush)  # every change the run coalesced, now on disk
@@ -411,14 +439,15 @@ def _files_in(folder: Path) -> dict[str, int]:
 
 
 def download_all_chapters(
-    work: ChapterWork,
+    work: ChapterSteps,
     jobs: list[ChapterJob],
     *,
     manifest: ManifestManager,
     reporter: Reporter,
-    status: RunStatus,
+    state: RunState,
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
+    end_children: Callable[[float], object] = terminate_all,
 ) -> RunResult:
     """Download and convert ``jobs``; always returns, with every chapter's outcome.
 
@@ -426,23 +455,22 @@ def download_all_chapters(
     turned into ``RunResult.interrupted`` after children are ended and the manifest is saved.
     """
     started = clock()
-    scheduler = _Scheduler(
+    scheduler = Scheduler(
         work,
         jobs,
         manifest=manifest,
         reporter=reporter,
-        status=status,
+        state=state,
         clock=clock,
-        rng=rng or random.Random(),
+        rng=rng,
+        end_children=end_children,
     )
     completed = scheduler.run()
     now = clock()
-    results = [chapter_result(job, scheduler.retry.attempts(job.index), now=now) for job in jobs]
     return RunResult(
-        chapters=results,
-        bytes_received=status.bytes_total,
-        seconds=clock() - started,
-        retries=status.retries,
+        chapters=[chapter_result(job.state, now=now) for job in jobs],
+        bytes_received=state.bytes_received,
+        seconds=now - started,
         interrupted=not completed,
         stopped_by=scheduler.stopped_by,
     )

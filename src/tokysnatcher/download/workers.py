@@ -1,8 +1,8 @@
 """The fetch workers of a run: ``connections`` daemon threads on one priority queue.
 
 The scheduler (``download/scheduler.py``) queues a :class:`Task` per playlist, segment or direct
-file; a worker runs it and posts the outcome as an event (``playlist``, ``segment``, ``failed``
-or ``dropped``) back to the scheduler, which alone changes shared state. A task of an attempt
+file; a worker runs it and posts what happens as typed events (``download/events.py``) back to
+the scheduler, which alone changes shared state. A task of an attempt
 that is over (a newer generation, a finished chapter, a stopping run) is dropped unrun, and one
 already running is cancelled at its next read.
 """
@@ -12,17 +12,30 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from tokysnatcher.download.chapter import ChapterJob, ChapterWork
+from tokysnatcher.download.chapter import ChapterJob, ChapterSteps
+from tokysnatcher.download.events import (
+    AttemptFailed,
+    BytesReceived,
+    Event,
+    PlaylistResolved,
+    RequestRetried,
+    SegmentFetched,
+)
 from tokysnatcher.errors import DownloadError
 from tokysnatcher.net.failures import error_from_exception
 from tokysnatcher.net.hls import Segment
 
-# (event name, chapter, attempt generation, payload)
-Event = tuple[str, ChapterJob, int, Any]
+# How long close() waits for a worker in a request: each one sees the stop flag within a second.
+JOIN_TIMEOUT = 2.0
+# A request's bytes go to the scheduler with its outcome; one that takes longer than this also
+# reports them on the way, this often. An event per body would wake the scheduler thread once
+# more per segment, which cost a third more CPU on a fast link.
+REPORT_SLOW_EVERY = 0.5
 Priority = tuple[int, int, int]
 _RELEASE: Priority = (-1, 0, 0)  # before any task: a released worker ends at once
 
@@ -42,16 +55,15 @@ class FetchPool:
 
     def __init__(
         self,
-        work: ChapterWork,
+        work: ChapterSteps,
         events: queue.SimpleQueue[Event],
-        count_bytes: Callable[[ChapterJob], Callable[[int], None]],
         size: int,
     ) -> None:
         self.work = work
         self.stop = work.stop
         self.events = events
-        self.count_bytes = count_bytes
         self.size = size
+        self._threads: list[threading.Thread] = []
         self._tasks: queue.PriorityQueue[tuple[Priority, int, Task | None]] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._released = False
@@ -59,7 +71,9 @@ class FetchPool:
     def start(self) -> None:
         """Start the workers."""
         for n in range(self.size):
-            threading.Thread(target=self._work, name=f"fetch-{n}", daemon=True).start()
+            thread = threading.Thread(target=self._work, name=f"fetch-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def put(self, priority: Priority, task: Task) -> None:
         """Queue ``task``; lower priorities run first, ties in the order queued."""
@@ -71,6 +85,11 @@ class FetchPool:
             self._released = True
             for _ in range(self.size):
                 self._tasks.put((_RELEASE, next(self._seq), None))
+
+    def join(self, deadline: float) -> None:
+        """Wait until ``deadline`` (monotonic) for the released workers to end."""
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _work(self) -> None:
         while True:
@@ -85,31 +104,55 @@ class FetchPool:
             job = task.job
             stale = staleness_check(job, task.generation, self.stop)
             if stale():
-                self.events.put(("dropped", job, task.generation, task))
                 continue
             try:
                 self._run(task, stale)
             except BaseException as err:  # every failure becomes an event with a kind
-                self.events.put(("failed", job, task.generation, as_download_error(err, job)))
+                self.events.put(AttemptFailed(job, task.generation, as_download_error(err, job)))
 
     def _run(self, task: Task, stale: Callable[[], bool]) -> None:
-        job, work = task.job, self.work
+        job, work, generation, put = task.job, self.work, task.generation, self.events.put
+        unreported = 0  # bytes of the current try not yet in an event (this thread's own)
+        since = time.monotonic()
+
+        def received(count: int) -> None:
+            nonlocal unreported, since
+            unreported += count
+            now = time.monotonic()
+            if now - since >= REPORT_SLOW_EVERY:
+                put(BytesReceived(job, generation, unreported))
+                unreported, since = 0, now
+
+        def retried(what: str) -> Callable[[DownloadError, int, float], None]:
+            def post(error: DownloadError, number: int, delay: float) -> None:
+                nonlocal unreported, since
+                retry = RequestRetried(
+                    job, generation, what, error.kind, error.message, number, delay, unreported
+                )
+                put(retry)
+                unreported, since = 0, time.monotonic()
+
+            return post
+
         if task.kind == "playlist":
-            self.events.put(("playlist", job, task.generation, work.resolve(job, stale)))
+            resolved = work.resolve(job, stale, retried(f"chapter {job.index} playlist"))
+            put(PlaylistResolved(job, generation, resolved))
         elif task.kind == "segment":
             assert task.segment is not None
-            size = work.fetch_segment(job, task.segment, self.count_bytes(job), stale)
-            self.events.put(("segment", job, task.generation, (task.segment.index, size)))
+            what = f"chapter {job.index} segment {task.segment.index + 1}"
+            size = work.fetch_segment(job, task.segment, received, stale, retried(what))
+            put(SegmentFetched(job, generation, task.segment.index, size, unreported))
         else:
-            size = work.fetch_direct(job, self.count_bytes(job), stale)
-            self.events.put(("segment", job, task.generation, (0, size)))
+            what = f"chapter {job.index} audio file"
+            size = work.fetch_direct(job, received, stale, retried(what))
+            put(SegmentFetched(job, generation, 0, size, unreported))
 
 
 def staleness_check(job: ChapterJob, generation: int, stop: threading.Event) -> Callable[[], bool]:
     """True once the work of this attempt is no longer wanted (run stopping, attempt over)."""
 
     def stale() -> bool:
-        return stop.is_set() or not job.live or job.generation != generation
+        return stop.is_set() or not job.live or job.state.generation != generation
 
     return stale
 

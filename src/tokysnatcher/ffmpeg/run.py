@@ -18,7 +18,7 @@ from typing import Literal
 from tokysnatcher.errors import DiskError, FailureKind, FfmpegError, FfmpegNotFoundError
 from tokysnatcher.ffmpeg import processes
 from tokysnatcher.ffmpeg.binary import remove_output, summarize_stderr
-from tokysnatcher.ui.live import FfmpegProgressTracker, ProgressSample
+from tokysnatcher.ffmpeg.progress import FfmpegProgressTracker, ProgressSample
 
 _POLL = 0.1  # how often the watchdog looks at the stop event and the clock
 _EOF_GRACE = 2.0  # after exit, how long to wait for the rest of the progress stream

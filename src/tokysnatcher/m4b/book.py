@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tokysnatcher.config.settings import Settings
-from tokysnatcher.download.run import Action, BookPlan
-from tokysnatcher.errors import DiskError, FailureKind, FfmpegError, ManifestError
+from tokysnatcher.download.plan import Action, BookPlan
+from tokysnatcher.errors import DiskError, FailureKind, FfmpegError
 from tokysnatcher.ffmpeg.binary import FfmpegInfo, Tags
 from tokysnatcher.ffmpeg.run import run_ffmpeg
 from tokysnatcher.library.manifest import ChapterCheck, ManifestManager
@@ -141,10 +141,12 @@ def join_parts(
     cover: tuple[Path, str] | None = None,
     stop: threading.Event | None = None,
     kill_grace: float = 5.0,
+    on_progress: Callable[[float], None] | None = None,
 ) -> list[AudioTrack]:
     """Join ``parts`` (path, chapter title) into the m4b ``output`` and check the result.
 
     ``cover`` is an image path and its format (``jpeg`` or ``png``). Returns the parts' tracks.
+    ``on_progress(fraction)`` hears how far ffmpeg got (0..1), from this thread.
     Raises ``FfmpegError`` (ffmpeg failed, stalled or was stopped; a part is unusable; the
     result does not check out) or ``DiskError``.
     """
@@ -182,6 +184,13 @@ def join_parts(
         stop=stop,
         partial_output=output,
         duration_hint=position / tracks[0].timescale,
+        on_progress=(
+            None
+            if on_progress is None
+            else lambda sample: on_progress(
+                min(1.0, sample.seconds_done * tracks[0].timescale / position) if position else 0.0
+            )
+        ),
     )
     _check_join(ffmpeg, output, tracks, len(parts))
     return tracks
@@ -230,17 +239,17 @@ def make_book_file(
     ffmpeg: FfmpegInfo,
     fetcher: Fetcher,
     stop: threading.Event,
+    manifest: ManifestManager,
     *,
     log: Log,
+    on_progress: Callable[[float], None] | None = None,
 ) -> M4bResult:
     """Make (or, on a resume, verify) the book's m4b from its complete parts.
 
     The m4b is rebuilt unless this run fetched nothing and the manifest's ``book_file`` has the
-    same name and still matches its size and SHA-256. ``log(message, level)`` gets progress.
+    same name and still matches its size and SHA-256. ``manifest`` is the run's (it holds the
+    folder's lock). ``log(message, level)`` gets messages, ``on_progress`` the join's share done.
     """
-    manifest = ManifestManager.load(plan.folder)
-    if manifest is None:
-        raise ManifestError(f"{plan.folder} has no manifest: the chapters were not downloaded")
     name = book_file_name(
         plan.book.title, [c.index for c in plan.chapters], len(plan.playlist.tracks)
     )
@@ -268,7 +277,7 @@ def make_book_file(
         tracks = [read_audio_track(path) for path, _ in parts]
         result = _result(target, tracks, [path for path, _ in parts], rebuilt=False, cover=False)
     else:
-        result = _build(plan, settings, ffmpeg, fetcher, stop, manifest, name, log)
+        result = _build(plan, settings, ffmpeg, fetcher, stop, manifest, name, log, on_progress)
     if settings.keep_parts:
         kept = tuple(_keep_part(path, plan.folder) for path, _ in parts)
         result = replace(result, kept_parts=kept)
@@ -284,6 +293,7 @@ def _build(
     manifest: ManifestManager,
     name: str,
     log: Log,
+    on_progress: Callable[[float], None] | None,
 ) -> M4bResult:
     workdir = plan.folder / WORK_DIR_NAME / JOIN_DIR_NAME
     parts = [(c.dest, c.title) for c in plan.chapters]
@@ -313,6 +323,7 @@ def _build(
         stall_timeout=settings.stall_timeout,
         stop=stop,
         kill_grace=settings.kill_grace,
+        on_progress=on_progress,
     )
     target = plan.folder / name
     try:

@@ -1,19 +1,11 @@
-"""Progress reporting: ffmpeg's ``-progress`` stream and how a run shows its progress.
+"""How a run shows its progress: the reporters a run talks to (``ui/status.py``'s ``Reporter``).
 
-The first section holds :class:`FfmpegProgressTracker`, the pure parser behind the ffmpeg
-watchdog (SPEC §5). It knows nothing about processes or threads; ``ffmpeg/binary.py`` feeds it
-lines and asks it whether ffmpeg is still advancing. Time comes from an injected clock so tests
-never sleep.
-
-The second section holds the reporters the core talks to (``ui/status.py``'s ``Reporter``):
-the Rich live view for terminals, plain lines for pipes and logs, and the quiet one. Rich is
+The Rich live view for terminals, plain lines for pipes and logs, and the quiet one. Rich is
 imported here and nowhere else outside ``ui/``.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -25,170 +17,18 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from tokysnatcher.download.events import RequestRetried
+from tokysnatcher.download.state import Chapter, Phase, RunState, Tally
 from tokysnatcher.ui.display import visible
 from tokysnatcher.ui.status import (
-    ChapterState,
-    ChapterView,
     Reporter,
-    RunStatus,
+    SmoothedRate,
     SpeedMeter,
-    Tally,
+    event_line,
+    request_retry_line,
+    state_text,
 )
 from tokysnatcher.utils.units import format_bytes, format_duration
-
-# ---------------------------------------------------------------------------------------------
-# ffmpeg -progress tracking
-# ---------------------------------------------------------------------------------------------
-
-_OUT_TIME = re.compile(r"^(-)?(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
-
-
-class ProgressSample(NamedTuple):
-    """One completed ``-progress`` block, as reported to ``on_progress`` callbacks."""
-
-    seconds_done: float
-    total_size: int | None
-    speed: float | None
-    fraction: float | None
-    finished: bool
-
-
-class FfmpegProgressTracker:
-    """Follows ffmpeg's ``-progress`` key=value stream and tells when it stops advancing.
-
-    An *advance* is a larger output time or a larger output size than seen before. Repeated
-    blocks with the same values (ffmpeg keeps printing them while it waits for input) are
-    not an advance, so a blocked ffmpeg still counts as stalled. The end marker
-    (``progress=end``) counts as an advance too: from then on ffmpeg gets one more
-    ``stall_timeout`` to exit.
-    """
-
-    def __init__(
-        self, *, stall_timeout: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        if stall_timeout <= 0:
-            raise ValueError(f"stall_timeout must be positive, got {stall_timeout!r}")
-        self.stall_timeout = stall_timeout
-        self._clock = clock
-        self.last_advance = clock()
-        self._seconds_done = 0.0
-        self._total_size: int | None = None
-        self._speed: float | None = None
-        self._finished = False
-
-    @property
-    def seconds_done(self) -> float:
-        """Media seconds written so far (the largest ``out_time`` seen, never negative)."""
-        return self._seconds_done
-
-    @property
-    def total_size(self) -> int | None:
-        """Bytes written so far, when ffmpeg knows."""
-        return self._total_size
-
-    @property
-    def speed(self) -> float | None:
-        """Processing speed as a multiple of real time (``speed=12.5x``), when known."""
-        return self._speed
-
-    @property
-    def finished(self) -> bool:
-        """True once ffmpeg printed ``progress=end``."""
-        return self._finished
-
-    def feed(self, line: str | bytes, duration: float | None = None) -> ProgressSample | None:
-        """Take one line of the stream; return a sample when it closes a block.
-
-        Unknown keys, ``N/A`` values and malformed lines are ignored: the stream is advisory
-        and must never break a conversion.
-        """
-        if isinstance(line, bytes):
-            line = line.decode("utf-8", errors="replace")
-        key, sep, value = line.strip().partition("=")
-        if not sep:
-            return None
-        key, value = key.strip(), value.strip()
-        if key == "out_time_us" or key == "out_time_ms":
-            # ffmpeg has always printed microseconds under out_time_ms too (a historical bug
-            # kept for compatibility), so both keys are read the same way.
-            self._advance_time(_parse_int(value), scale=1e-6)
-        elif key == "out_time":
-            self._advance_time(_parse_clock(value), scale=1.0)
-        elif key == "total_size":
-            size = _parse_int(value)
-            if size is not None and (self._total_size is None or size > self._total_size):
-                self._total_size = size
-                self.last_advance = self._clock()
-        elif key == "speed":
-            self._speed = _parse_float(value.removesuffix("x"))
-        elif key == "progress":
-            if value == "end" and not self._finished:
-                self._finished = True
-                self.last_advance = self._clock()
-            return self.sample(duration)
-        return None
-
-    def stalled(self, now: float | None = None) -> bool:
-        """True when nothing advanced for ``stall_timeout`` seconds."""
-        now = self._clock() if now is None else now
-        return now - self.last_advance >= self.stall_timeout
-
-    def fraction(self, duration: float | None) -> float | None:
-        """Share of ``duration`` (media seconds) done, clamped to 0..1; None when unknown."""
-        if self._finished:
-            return 1.0
-        if duration is None or duration <= 0:
-            return None
-        return min(1.0, max(0.0, self._seconds_done / duration))
-
-    def sample(self, duration: float | None = None) -> ProgressSample:
-        """The current state as a :class:`ProgressSample`."""
-        return ProgressSample(
-            seconds_done=self._seconds_done,
-            total_size=self._total_size,
-            speed=self._speed,
-            fraction=self.fraction(duration),
-            finished=self._finished,
-        )
-
-    def _advance_time(self, value: float | None, *, scale: float) -> None:
-        if value is None:
-            return
-        seconds = value * scale
-        if seconds > self._seconds_done:
-            self._seconds_done = seconds
-            self.last_advance = self._clock()
-
-
-def _parse_int(value: str) -> int | None:
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
-def _parse_float(value: str) -> float | None:
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _parse_clock(value: str) -> float | None:
-    """``HH:MM:SS.micro`` (optionally negative) to seconds."""
-    match = _OUT_TIME.match(value)
-    if match is None:
-        return None
-    sign, hours, minutes, seconds = match.groups()
-    total = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    return -total if sign else total
-
-
-# ---------------------------------------------------------------------------------------------
-# end of ffmpeg -progress tracking
-# ---------------------------------------------------------------------------------------------
-
 
 # ---------------------------------------------------------------------------------------------
 # Reporters: the Rich live view, plain lines for pipes and logs, and the quiet one.
@@ -198,20 +38,20 @@ def _parse_clock(value: str) -> float | None:
 #: ~10 ms of CPU on a 2-core machine; 8 a second was 8% of a core for no visible gain.
 REFRESH_PER_SECOND = 4
 _STATE_STYLE = {
-    ChapterState.WAITING: "dim",
-    ChapterState.DOWNLOADING: "cyan",
-    ChapterState.CONVERTING: "magenta",
-    ChapterState.RETRYING: "yellow",
-    ChapterState.PAUSED: "yellow",
-    ChapterState.DONE: "green",
-    ChapterState.FAILED: "red",
-    ChapterState.SKIPPED: "green",
+    Phase.WAITING: "dim",
+    Phase.QUEUED: "dim",
+    Phase.DOWNLOADING: "cyan",
+    Phase.CONVERTING: "magenta",
+    Phase.RETRYING: "yellow",
+    Phase.DONE: "green",
+    Phase.FAILED: "red",
+    Phase.SKIPPED: "green",
+    Phase.INTERRUPTED: "yellow",
 }
-_LOG_STYLE = {"warning": "yellow", "error": "red", "debug": "dim"}
 
 
 class _Row(NamedTuple):
-    chapter: ChapterView
+    chapter: Chapter
     title: str  # as shown: site text, escaped
     state: str
     fraction: float | None
@@ -232,20 +72,25 @@ class LiveView:
         console: Console,
         *,
         verbose: bool = False,
+        debug: bool = False,
+        max_retries: int = 0,
         clock: Callable[[], float] = time.monotonic,
         max_rows: int = 12,
     ) -> None:
         self.console = console
-        self.verbose = verbose
+        self.verbose = verbose or debug
+        self.debug = debug
+        self.max_retries = max_retries
         self.clock = clock
         self.max_rows = max_rows
-        self.status: RunStatus | None = None
+        self.status: RunState | None = None
         self._live: Live | None = None
         self._speed = SpeedMeter()
-        self._chapter_speed: dict[int, SpeedMeter] = {}
+        # Per chapter while it is on screen; a chapter that leaves the view leaves this too.
+        self._chapter_speed: dict[int, SmoothedRate] = {}
         self._widths = [len("downloading"), 0]  # state and detail columns
 
-    def start(self, status: RunStatus) -> None:
+    def start(self, status: RunState) -> None:
         self.status = status
         self._live = Live(
             console=self.console,
@@ -262,8 +107,8 @@ class LiveView:
             self._live.start()
             self.console.show_cursor(True)
 
-    def event(self, chapter: ChapterView) -> None:
-        if chapter.state is ChapterState.FAILED:
+    def event(self, chapter: Chapter) -> None:
+        if chapter.phase is Phase.FAILED:
             self.console.print(
                 escape(
                     visible(f"chapter {chapter.index} failed [{chapter.kind}] {chapter.message}")
@@ -272,12 +117,15 @@ class LiveView:
             )
         elif self.verbose:
             total = _label_total(self.status)
-            line = chapter.event_line(total, self.clock())
+            parts = self.status is not None and self.status.parts
+            line = event_line(chapter, total, self.clock(), parts=parts)
             if line is not None:
-                self.console.print(escape(visible(line)), style=_STATE_STYLE[chapter.state])
+                self.console.print(escape(visible(line)), style=_STATE_STYLE[chapter.phase])
 
-    def log(self, message: str, *, level: str = "info") -> None:
-        self.console.print(escape(visible(message)), style=_LOG_STYLE.get(level, ""))
+    def retried(self, chapter: Chapter, event: RequestRetried) -> None:
+        if self.verbose:
+            line = request_retry_line(event, self.max_retries, detail=self.debug)
+            self.console.print(escape(visible(line)), style="yellow")
 
     def stop(self) -> None:
         if self._live is not None:
@@ -300,21 +148,27 @@ class LiveView:
             active = tally.active
             rows = self._rows()
             # Only a window of the chapters is drawn, however long the book.
-            table = self._table([self._row(chapter, now) for chapter in active[:rows]], now)
+            table_rows = [self._row(chapter, now) for chapter in active[:rows]]
+            table = self._table(table_rows, now)
             footer = []
             if len(active) > rows:
                 footer.append(f"{len(active) - rows} more active")
-            if waiting := tally.counts[ChapterState.WAITING]:
+            if waiting := tally.counts[Phase.WAITING]:
                 footer.append(f"{waiting} waiting")
+            if interrupted := tally.counts[Phase.INTERRUPTED]:
+                footer.append(f"{interrupted} not finished")
+            shown = {row.chapter.index for row in table_rows}
+            for index in [i for i in self._chapter_speed if i not in shown]:
+                del self._chapter_speed[index]
         parts: list[RenderableType] = [header, table]
         if footer:
             parts.append(Text(", ".join(footer), style="dim"))
         return Group(*parts)
 
-    def _header(self, status: RunStatus, tally: Tally, now: float) -> Text:
-        speed = self._speed.sample(now, status.bytes_total)
+    def _header(self, status: RunState, tally: Tally, now: float) -> Text:
+        speed = self._speed.sample(now, status.bytes_received)
         counts = tally.counts
-        done = counts[ChapterState.DONE] + counts[ChapterState.SKIPPED]
+        done = counts[Phase.DONE] + counts[Phase.SKIPPED]
         left = tally.bytes_left
         if left == 0:
             eta = "0:00"
@@ -329,28 +183,36 @@ class LiveView:
             f"connections {status.active_connections}/{status.connections}  "
             f"{format_bytes(speed)}/s{limit}  ETA {eta}",
         )
-        if counts[ChapterState.FAILED]:
-            header.append(f"  failed {counts[ChapterState.FAILED]}", style="red")
-        if status.retries:
-            header.append(f"  retries {status.retries}", style="yellow")
+        if counts[Phase.FAILED]:
+            header.append(f"  failed {counts[Phase.FAILED]}", style="red")
+        retries = status.chapter_retries
+        requests = status.request_retries
+        if retries or requests:
+            header.append(f"  retries {retries} chapter, {requests} request", style="yellow")
+        if status.interrupted:
+            header.append("  interrupted", style="yellow")
+        elif status.joining is not None:
+            header.append(f"\njoining m4b {100 * status.joining:.0f}%", style="magenta")
         return header
 
-    def _row(self, chapter: ChapterView, now: float) -> _Row:
-        meter = self._chapter_speed.setdefault(chapter.index, SpeedMeter())
+    def _row(self, chapter: Chapter, now: float) -> _Row:
+        meter = self._chapter_speed.setdefault(chapter.index, SmoothedRate())
         speed = meter.sample(now, chapter.bytes_done)
         fraction = chapter.fraction()
+        state = "" if self.status is None else state_text(chapter, now, self.status.stall_timeout)
+        if chapter.phase is Phase.QUEUED:
+            return _Row(chapter, visible(chapter.title), state, None, "", "")
         detail = format_bytes(chapter.bytes_done)
         if fraction is not None:
             detail = f"{100 * fraction:5.1f}% {detail}"
         short = f"{100 * fraction:5.1f}%" if fraction is not None else detail
-        if chapter.state is ChapterState.DOWNLOADING and speed > 0:
+        if chapter.phase is Phase.DOWNLOADING and speed > 0 and state == "downloading":
             detail += f"  {format_bytes(speed)}/s"
-            if chapter.bytes_expected:
-                rest = max(0, chapter.bytes_expected - chapter.bytes_done)
+            expected = chapter.bytes_expected
+            if expected:
+                rest = max(0, expected - chapter.bytes_done)
                 detail += f"  ETA {format_duration(rest / speed)}"
-        return _Row(
-            chapter, visible(chapter.title), chapter.state_text(now), fraction, detail, short
-        )
+        return _Row(chapter, visible(chapter.title), state, fraction, detail, short)
 
     def _table(self, rows: list[_Row], now: float) -> Table:
         """The chapter rows, laid out so that only the title gives way on a narrow screen."""
@@ -381,7 +243,7 @@ class LiveView:
             cells: list[RenderableType] = [
                 str(chapter.index),
                 Text(row.title, overflow="ellipsis", no_wrap=True),
-                Text(row.state, style=_STATE_STYLE[chapter.state]),
+                Text(row.state, style=_STATE_STYLE[chapter.phase]),
             ]
             if bar_width:
                 cells.append(
@@ -389,7 +251,7 @@ class LiveView:
                         total=100.0,
                         completed=100.0 * (row.fraction or 0.0),
                         width=bar_width,
-                        pulse=row.fraction is None and chapter.state is ChapterState.DOWNLOADING,
+                        pulse=row.fraction is None and chapter.phase is Phase.DOWNLOADING,
                         animation_time=now,
                     )
                 )
@@ -398,7 +260,7 @@ class LiveView:
         return table
 
 
-def _label_total(status: RunStatus | None) -> int | str:
+def _label_total(status: RunState | None) -> int | str:
     """The N of "chapter n/N": the book's chapter count, even for a --chapters selection."""
     if status is None:
         return "?"
@@ -413,14 +275,18 @@ class PlainLines:
         console: Console,
         *,
         verbose: bool = False,
+        debug: bool = False,
+        max_retries: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.console = console
-        self.verbose = verbose
+        self.verbose = verbose or debug
+        self.debug = debug
+        self.max_retries = max_retries
         self.clock = clock
-        self.status: RunStatus | None = None
+        self.status: RunState | None = None
 
-    def start(self, status: RunStatus) -> None:
+    def start(self, status: RunState) -> None:
         self.status = status
         self.console.print(
             escape(
@@ -432,19 +298,20 @@ class PlainLines:
             soft_wrap=True,
         )
 
-    def event(self, chapter: ChapterView) -> None:
+    def event(self, chapter: Chapter) -> None:
         total = _label_total(self.status)
-        line = chapter.event_line(total, self.clock())
+        parts = self.status is not None and self.status.parts
+        line = event_line(chapter, total, self.clock(), parts=parts)
         if line is None and self.verbose:
-            line = f"chapter {chapter.index}/{total} {chapter.title!r}: {chapter.state}"
+            line = f"chapter {chapter.index}/{total} {chapter.title!r}: {chapter.phase}"
         if line is not None:
-            style = "red" if chapter.state is ChapterState.FAILED else ""
+            style = "red" if chapter.phase is Phase.FAILED else ""
             self.console.print(escape(visible(line)), soft_wrap=True, style=style)
 
-    def log(self, message: str, *, level: str = "info") -> None:
-        self.console.print(
-            escape(visible(message)), soft_wrap=True, style=_LOG_STYLE.get(level, "")
-        )
+    def retried(self, chapter: Chapter, event: RequestRetried) -> None:
+        if self.verbose:
+            line = request_retry_line(event, self.max_retries, detail=self.debug)
+            self.console.print(escape(visible(line)), soft_wrap=True)
 
     def stop(self) -> None:
         pass
@@ -456,11 +323,11 @@ class QuietReporter:
     def __init__(self, console: Console) -> None:
         self.console = console
 
-    def start(self, status: RunStatus) -> None:
+    def start(self, status: RunState) -> None:
         pass
 
-    def event(self, chapter: ChapterView) -> None:
-        if chapter.state is ChapterState.FAILED:
+    def event(self, chapter: Chapter) -> None:
+        if chapter.phase is Phase.FAILED:
             self.console.print(
                 escape(
                     visible(
@@ -471,19 +338,23 @@ class QuietReporter:
                 soft_wrap=True,
             )
 
-    def log(self, message: str, *, level: str = "info") -> None:
-        if level == "error":
-            self.console.print(escape(visible(f"error: {message}")), style="red", soft_wrap=True)
+    def retried(self, chapter: Chapter, event: RequestRetried) -> None:
+        pass
 
     def stop(self) -> None:
         pass
 
 
-def make_reporter(console: Console, verbosity: str) -> Reporter:
-    """The live view in a terminal, plain lines otherwise, nothing but errors when quiet."""
+def make_reporter(console: Console, verbosity: str, max_retries: int) -> Reporter:
+    """The live view in a terminal, plain lines otherwise, nothing but errors when quiet.
+
+    ``-v`` adds every chapter event and request retry, ``-vv`` the HTTP detail of each retry;
+    ``max_retries`` is the quick-retry budget of one request, for ``retry n/N``.
+    """
     if verbosity == "quiet":
         return QuietReporter(console)
     verbose = verbosity in ("verbose", "debug")
+    debug = verbosity == "debug"
     if console.is_terminal and not console.is_dumb_terminal:
-        return LiveView(console, verbose=verbose)
-    return PlainLines(console, verbose=verbose)
+        return LiveView(console, verbose=verbose, debug=debug, max_retries=max_retries)
+    return PlainLines(console, verbose=verbose, debug=debug, max_retries=max_retries)

@@ -32,12 +32,13 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-    from tokysnatcher.download.run import BookPlan
-    from tokysnatcher.download.scheduler import RunResult
+    from tokysnatcher.download.plan import BookPlan
+    from tokysnatcher.download.results import RunResult
+    from tokysnatcher.download.state import RunState
     from tokysnatcher.library.scan import BookSummary
     from tokysnatcher.library.verify import VerifyReport, VerifyRow
     from tokysnatcher.sources.source import SearchPage
-    from tokysnatcher.ui.status import Reporter, RunStatus
+    from tokysnatcher.ui.status import Reporter
 
 
 def _mute(fd: int) -> None:
@@ -181,11 +182,12 @@ class Output:
         else:
             self.info(message)
 
-    def reporter(self) -> Reporter:
+    def reporter(self, max_retries: int) -> Reporter:
+        """How a download shows its progress; ``max_retries``: quick retries of a request."""
         # Imported here: only a download reports progress (the live view pulls in rich.live).
         from tokysnatcher.ui.live import make_reporter
 
-        return make_reporter(self.err, self.verbosity)
+        return make_reporter(self.err, self.verbosity, max_retries)
 
     # -- results ---------------------------------------------------------------------------
     def plan(self, plan: BookPlan) -> None:
@@ -197,10 +199,13 @@ class Output:
         )
         self.out.print(escape(visible(f"destination: {plan.folder}")), soft_wrap=True)
         table = Table(show_edge=False, box=None, pad_edge=False)
-        for column in ("#", "action", "file", "est. size", "why"):
-            table.add_column(column, justify="right" if column in ("#", "est. size") else "left")
+        for column in ("#", "action", "file", "size", "why"):
+            table.add_column(column, justify="right" if column in ("#", "size") else "left")
         for ch in plan.chapters:
+            # A skip's size is exact (its manifest entry); anything else is an estimate.
             size = format_bytes(ch.estimated_bytes) if ch.estimated_bytes else "?"
+            if ch.estimated_bytes and ch.action != "skip":
+                size = "~" + size
             table.add_row(
                 str(ch.index), str(ch.action), escape(visible(ch.dest.name)), size, ch.reason
             )
@@ -211,27 +216,31 @@ class Output:
             f"about {format_bytes(plan.estimated_bytes())}; nothing was written (dry run)"
         )
 
-    def summary(self, result: RunResult, status: RunStatus, resume_command: str) -> None:
+    def summary(self, result: RunResult, state: RunState, resume_command: str) -> None:
+        """The closing line (and, unless quiet, failures and the folder) of a download."""
         chapters = result.chapters
         done = sum(1 for c in chapters if c.status == "complete")
         skipped = sum(1 for c in chapters if c.status == "skipped")
         failed = result.failed
         pending = [c for c in chapters if c.status == "pending"]
-        attempted = done + len(failed)
-        rate = 100.0 * done / attempted if attempted else 100.0
+        rate = result.success_rate
         speed = result.bytes_received / result.seconds if result.seconds > 0 else 0.0
+        noun = "parts" if state.parts else "files"
         line = (
-            f"{done} complete, {len(failed)} failed, {skipped} skipped"
+            ("interrupted: " if result.interrupted else "")
+            + f"{done} complete, {len(failed)} failed, {skipped} skipped"
             + (f", {len(pending)} not finished" if pending else "")
-            + f"; {result.retries} retries; success {rate:.0f}%; "
-            f"{format_bytes(result.bytes_received)} in {format_duration(result.seconds)}"
-            f" ({format_bytes(speed)}/s)"
+            + f"; retries: {result.chapter_retries} chapter, {result.request_retries} request"
+            + (f"; success {100 * rate:.0f}%" if rate is not None else "")
+            + f"; {noun} {format_bytes(result.file_bytes)}"
+            + f"; downloaded {format_bytes(result.bytes_received)} in "
+            f"{format_duration(result.seconds)} ({format_bytes(speed)}/s)"
         )
         if self.quiet:
-            self.out.print(escape(visible(f"{status.book_title}: {line}")), soft_wrap=True)
+            self.out.print(escape(visible(f"{state.book_title}: {line}")), soft_wrap=True)
         else:
             self.out.print(
-                escape(visible(f"{status.book_title} - {line}")), style="bold", soft_wrap=True
+                escape(visible(f"{state.book_title} - {line}")), style="bold", soft_wrap=True
             )
             for chapter in failed:
                 self.out.print(
@@ -244,7 +253,7 @@ class Output:
                     style="red",
                     soft_wrap=True,
                 )
-            self.out.print(escape(visible(f"files: {status.destination}")), soft_wrap=True)
+            self.out.print(escape(visible(f"files: {state.destination}")), soft_wrap=True)
         if result.stopped_by is not None:
             self.out.print(
                 escape(visible(f"stopped: {result.stopped_by.message} - {result.stopped_by.hint}")),
@@ -378,8 +387,10 @@ class Output:
             self.out.print(escape(visible(f"no downloads found under {root}")), soft_wrap=True)
             return
         table = Table(show_edge=False, box=None, pad_edge=False)
-        for column in ("#", "title", "author", "format", "chapters", "size", "updated", "state"):
-            right = column in ("#", "chapters", "size")
+        # The size of the book's files on disk: the figure a download's summary calls "files".
+        columns = ("#", "title", "author", "format", "chapters", "file size", "updated", "state")
+        for column in columns:
+            right = column in ("#", "chapters", "file size")
             table.add_column(column, justify="right" if right else "left")
         for number, book in enumerate(books, start=1):
             state = str(book.state)

@@ -1,104 +1,99 @@
-"""The live state of a run, and the tiny interface through which the core reports it.
+"""How a chapter's state reads, and the tiny interface through which a run reports it.
 
-The pipeline mutates a :class:`RunStatus` (under its lock) and tells a :class:`Reporter` about
-state changes; the Rich live view re-reads the status on its own refresh, the plain printer
-prints one line per event, the quiet one prints nothing. Nothing here imports Rich.
+The scheduler changes each :class:`~tokysnatcher.download.state.Chapter` and tells a
+:class:`Reporter` when one changes phase or retries a request; the Rich live view re-reads the
+:class:`~tokysnatcher.download.state.RunState` on its own refresh, the plain printer prints one
+line per event, the quiet one prints failures only. The texts here are the one wording all of
+them share. Nothing here imports Rich.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-import time
 from collections import deque
-from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
-from tokysnatcher.errors import FailureKind
+from tokysnatcher.download.events import RequestRetried
+from tokysnatcher.download.state import Chapter, Phase, RunState
 from tokysnatcher.utils.units import format_bytes
 
-
-class ChapterState(StrEnum):
-    WAITING = "waiting"
-    DOWNLOADING = "downloading"
-    CONVERTING = "converting"
-    RETRYING = "retrying"
-    PAUSED = "paused"
-    DONE = "done"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-    @property
-    def finished(self) -> bool:
-        return self in _FINISHED
+# No byte for this long (or half the stall timeout, if shorter) while downloading: the chapter
+# is shown as stalled.
+STALL_SHOWN_AFTER = 3.0
 
 
-_FINISHED = frozenset((ChapterState.DONE, ChapterState.FAILED, ChapterState.SKIPPED))
-# An attempt under way or waiting for its retry: the live view shows a bar for each.
-_ACTIVE = frozenset(
-    (ChapterState.DOWNLOADING, ChapterState.CONVERTING, ChapterState.RETRYING, ChapterState.PAUSED)
-)
+def retry_text(chapter: Chapter, now: float) -> str:
+    """``retrying n/N in Ss``: retry n of the N allowed, due in about S seconds."""
+    wait = max(0.0, (chapter.retry_due or now) - now)
+    return f"retrying {chapter.attempt}/{chapter.max_attempts - 1} in {math.ceil(wait)}s"
 
 
-@dataclass
-class ChapterView:
-    """What the display shows of one chapter."""
+def stall_text(chapter: Chapter, now: float, stall_timeout: float) -> str | None:
+    """``stalled - retry in Ns`` while a request waits for its quick retry or gets no byte."""
+    if chapter.request_retry_due is not None and chapter.request_retry_due > now:
+        return f"stalled - retry in {math.ceil(chapter.request_retry_due - now)}s"
+    last = chapter.last_byte_at
+    if last is not None and now - last >= min(STALL_SHOWN_AFTER, stall_timeout / 2):
+        return f"stalled - retry in {max(0, math.ceil(stall_timeout - (now - last)))}s"
+    return None
 
-    index: int
-    title: str
-    filename: str
-    state: ChapterState = ChapterState.WAITING
-    bytes_done: int = 0
-    bytes_expected: int | None = None
-    attempt: int = 0
-    max_attempts: int = 1
-    retry_due: float | None = None  # monotonic time of the next attempt
-    kind: FailureKind | None = None
-    message: str = ""
-    size: int = 0
-    kinds: list[FailureKind] = field(default_factory=list)
-    started_at: float | None = None
-    finished_at: float | None = None
 
-    def fraction(self) -> float | None:
-        if not self.bytes_expected:
-            return None
-        return min(1.0, self.bytes_done / self.bytes_expected)
+def state_text(chapter: Chapter, now: float, stall_timeout: float = math.inf) -> str:
+    """What the display says of the phase: ``queued``, ``retrying 1/3 in 4s`` ..."""
+    phase = chapter.phase
+    if phase is Phase.RETRYING:
+        return retry_text(chapter, now)
+    if phase is Phase.QUEUED and chapter.request_retry_due is not None:
+        return stall_text(chapter, now, stall_timeout) or str(phase)
+    if phase is Phase.DOWNLOADING:
+        stalled = stall_text(chapter, now, stall_timeout)
+        if stalled is not None:
+            return stalled
+        if chapter.attempt > 1:
+            return f"downloading (retry {chapter.attempt - 1}/{chapter.max_attempts - 1})"
+    if phase is Phase.CONVERTING and chapter.convert_fraction is not None:
+        return f"converting {100 * chapter.convert_fraction:.0f}%"
+    return str(phase)
 
-    def retry_text(self, now: float) -> str:
-        """``retrying n/N in Ss``: retry n of the N allowed, due in about S seconds."""
-        wait = max(0.0, (self.retry_due or now) - now)
-        return f"retrying {self.attempt}/{self.max_attempts - 1} in {math.ceil(wait)}s"
 
-    def state_text(self, now: float) -> str:
-        """What the display says of the state: ``downloading``, ``retrying 1/3 in 4s`` ..."""
-        state = self.state
-        if state is ChapterState.RETRYING:
-            return self.retry_text(now)
-        if state is ChapterState.DOWNLOADING and self.attempt > 1:
-            return f"downloading (retry {self.attempt - 1}/{self.max_attempts - 1})"
-        if state is ChapterState.CONVERTING and self.message.startswith("converting "):
-            return self.message
-        return str(state)
+def sizes_text(chapter: Chapter, *, parts: bool) -> str:
+    """The two figures of a finished chapter: its file, and what was downloaded for it."""
+    noun = "part" if parts else "file"
+    return (
+        f"{noun} {format_bytes(chapter.file_size)}, "
+        f"downloaded {format_bytes(chapter.bytes_received)}"
+    )
 
-    def event_line(self, total: int | str, now: float) -> str | None:
-        """One plain line for this chapter's latest event; None when it is not worth one
-        at normal verbosity (a conversion starting, a chapter going back to waiting)."""
-        where = f"chapter {self.index}/{total} {self.title!r}"
-        state = self.state
-        if state is ChapterState.RETRYING:
-            return f"{where}: {self.retry_text(now)} after [{self.kind}] {self.message}"
-        if state is ChapterState.FAILED:
-            return f"{where}: failed [{self.kind}] {self.message}"
-        if state is ChapterState.DONE:
-            return f"{where}: done ({format_bytes(self.size)}) -> {self.filename}"
-        if state is ChapterState.SKIPPED:
-            return f"{where}: skipped (already complete)"
-        if state is ChapterState.DOWNLOADING:
-            return f"{where}: {self.state_text(now)}"
-        return None
+
+def event_line(
+    chapter: Chapter, total: int | str, now: float, *, parts: bool = False
+) -> str | None:
+    """One plain line for this chapter's latest change; None when it is not worth one at
+    normal verbosity (queued, a conversion starting)."""
+    where = f"chapter {chapter.index}/{total} {chapter.title!r}"
+    phase = chapter.phase
+    if phase is Phase.RETRYING:
+        return f"{where}: {retry_text(chapter, now)} after [{chapter.kind}] {chapter.message}"
+    if phase is Phase.FAILED:
+        return f"{where}: failed [{chapter.kind}] {chapter.message}"
+    if phase is Phase.DONE:
+        # An m4b's chapters are parts in the work folder, joined into the book file later.
+        target = f"part {chapter.filename}" if parts else chapter.filename
+        return f"{where}: done ({sizes_text(chapter, parts=parts)}) -> {target}"
+    if phase is Phase.SKIPPED:
+        return f"{where}: skipped (already complete)"
+    if phase is Phase.DOWNLOADING:
+        return f"{where}: {state_text(chapter, now)}"
+    return None
+
+
+def request_retry_line(event: RequestRetried, max_retries: int, *, detail: bool) -> str:
+    """``chapter 3 segment 2: retry 1/5 in 0.5 s [http_5xx]``; ``detail`` adds the HTTP text."""
+    line = f"{event.what}: retry {event.number}/{max_retries} in {event.delay:.1f} s [{event.kind}]"
+    if detail:
+        # The message names the request itself ("chapter 3 segment 2: HTTP 503 ..."): said once.
+        line += f" - {event.message.removeprefix(event.what + ': ')}"
+    return line
 
 
 class SpeedMeter:
@@ -116,90 +111,42 @@ class SpeedMeter:
         return (total - first_b) / (now - first_t) if now > first_t else 0.0
 
 
-@dataclass
-class RunStatus:
-    """Shared by the pipeline (writer) and the views (readers)."""
+class SmoothedRate:
+    """A rate smoothed exponentially, so an ETA made from it does not jump with each burst.
 
-    book_title: str
-    author: str
-    destination: Path
-    total_chapters: int  # chapters in this run (a --chapters selection may be fewer)
-    connections: int
-    book_chapters: int = 0  # chapters in the whole book: the N of "chapter n/N"
-    speed_limit: float | None = None
-    chapters: dict[int, ChapterView] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-    bytes_total: int = 0  # bytes received over the network this run
-    active_connections: int = 0
-    retries: int = 0
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    ``half_life`` seconds: the weight of older samples halves that fast.
+    """
 
-    def tally(self) -> Tally:
-        """Counts by state, bytes still to come and the active chapters, in one pass.
+    def __init__(self, half_life: float = 5.0) -> None:
+        self.half_life = half_life
+        self.rate: float | None = None
+        self._last: tuple[float, int] | None = None
 
-        The live view needs all three every frame; one pass keeps a frame of a 100,000-chapter
-        book to milliseconds (and the lock the byte counters wait for, too).
-        """
-        with self.lock:
-            counts = dict.fromkeys(ChapterState, 0)
-            active: list[ChapterView] = []
-            pending = known = left = expected = 0
-            for chapter in self.chapters.values():
-                state = chapter.state
-                counts[state] += 1
-                if state in _FINISHED:
-                    continue
-                pending += 1
-                if state in _ACTIVE:
-                    active.append(chapter)
-                if chapter.bytes_expected:
-                    known += 1
-                    expected += chapter.bytes_expected
-                    left += max(0, chapter.bytes_expected - chapter.bytes_done)
-        if not pending:
-            bytes_left: int | None = 0
-        elif not known:
-            bytes_left = None
-        else:
-            bytes_left = int(left + expected / known * (pending - known))
-        return Tally(counts, bytes_left, active)
-
-
-class Tally(NamedTuple):
-    """What :meth:`RunStatus.tally` found."""
-
-    counts: dict[ChapterState, int]
-    bytes_left: int | None  # estimated bytes still to come (None: unknown yet)
-    active: list[ChapterView]  # chapters with an attempt under way, in chapter order
+    def sample(self, now: float, total: int) -> float:
+        if self._last is None or total < self._last[1]:
+            self._last = (now, total)  # first sample, or a new attempt started from zero
+            return self.rate or 0.0
+        then, before = self._last
+        if now <= then:
+            return self.rate or 0.0
+        current = (total - before) / (now - then)
+        weight = 1 - 0.5 ** ((now - then) / self.half_life)
+        self.rate = current if self.rate is None else self.rate + weight * (current - self.rate)
+        self._last = (now, total)
+        return self.rate
 
 
 class Reporter(Protocol):
-    """How the core tells the outside world what happens (start / update / finish)."""
+    """How the run tells the outside world what happens (start / event / retried / stop)."""
 
-    def start(self, status: RunStatus) -> None:
-        """The run begins; ``status`` stays live until :meth:`stop`."""
+    def start(self, state: RunState) -> None:
+        """The run begins; ``state`` stays live until :meth:`stop`."""
 
-    def event(self, chapter: ChapterView) -> None:
-        """``chapter`` changed state (its fields say to what and why)."""
+    def event(self, chapter: Chapter) -> None:
+        """``chapter`` changed phase (its fields say to what and why)."""
 
-    def log(self, message: str, *, level: str = "info") -> None:
-        """A message for the user (``level``: debug, info, warning, error)."""
+    def retried(self, chapter: Chapter, event: RequestRetried) -> None:
+        """A request of ``chapter`` failed and is tried again (a quick retry)."""
 
     def stop(self) -> None:
         """The run is over: end any live display (idempotent)."""
-
-
-class SilentReporter:
-    """Reports nothing (library use, tests)."""
-
-    def start(self, status: RunStatus) -> None:
-        pass
-
-    def event(self, chapter: ChapterView) -> None:
-        pass
-
-    def log(self, message: str, *, level: str = "info") -> None:
-        pass
-
-    def stop(self) -> None:
-        pass

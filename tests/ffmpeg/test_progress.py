@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokysnatcher.ui.live import FfmpegProgressTracker, ProgressSample
+from tokysnatcher.ffmpeg.progress import FfmpegProgressTracker, ProgressSample
 
 
 class FakeClock:

@@ -1,0 +1,270 @@
+"""The one place a run's state lives: a :class:`Chapter` per chapter and the :class:`RunState`.
+
+Only the scheduler thread changes them, through their methods, as it handles the workers'
+events; the live view reads them under :attr:`RunState.lock`. The plain lines, the summary,
+``--report`` and the manifest are projections of these objects, never second copies.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import NamedTuple
+
+from tokysnatcher.errors import DownloadError, FailureKind
+
+
+class Phase(StrEnum):
+    """Where a chapter is; the last four are ends (a run ends with every chapter in one)."""
+
+    WAITING = "waiting"  # not admitted yet
+    QUEUED = "queued"  # admitted: its requests are queued or under way, no byte yet
+    DOWNLOADING = "downloading"
+    CONVERTING = "converting"
+    RETRYING = "retrying"  # the attempt failed; the next one is due at ``retry_due``
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"  # the run stopped before the chapter reached an end
+
+    @property
+    def finished(self) -> bool:
+        """An end for this run: nothing more happens to the chapter."""
+        return self in _FINISHED
+
+
+_FINISHED = frozenset((Phase.DONE, Phase.FAILED, Phase.SKIPPED, Phase.INTERRUPTED))
+# An attempt under way or waiting for its retry: the live view shows a bar for each.
+_ACTIVE = frozenset((Phase.QUEUED, Phase.DOWNLOADING, Phase.CONVERTING, Phase.RETRYING))
+
+
+@dataclass(kw_only=True)
+class Chapter:
+    """One chapter of a run: its phase, attempts, bytes, timings and failures.
+
+    Counting is by running sums (segments on disk, bytes received): nothing is kept per segment,
+    so memory stays flat however long the book is.
+    """
+
+    index: int
+    title: str
+    filename: str
+    max_attempts: int = 1
+    phase: Phase = Phase.WAITING
+    attempt: int = 0  # the attempt under way (or the last one made); 0 before the first
+    generation: int = 0  # bumped per attempt; events of older attempts are dropped
+    # This attempt: segments listed / on disk, their bytes; bytes of requests still in flight.
+    segments_total: int = 0
+    segments_done: int = 0
+    segment_bytes: int = 0
+    inflight_bytes: int = 0
+    duration: float | None = None  # seconds of audio, once the playlist says
+    convert_fraction: float | None = None
+    bytes_received: int = 0  # over the network for this chapter, every attempt of this run
+    file_size: int = 0  # the finished file on disk (done or skipped)
+    retry_due: float | None = None  # clock time of the next attempt (chapter retry)
+    request_retry_due: float | None = None  # clock time a request's quick retry starts
+    last_byte_at: float | None = None
+    kinds: list[FailureKind] = field(default_factory=list)
+    chapter_retries: int = 0  # attempts scheduled after a failed one
+    request_retries: int = 0  # quick retries of one request inside an attempt
+    kind: FailureKind | None = None
+    message: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    # -- changes (scheduler thread only, under the run's lock) -------------------------------
+    def start_attempt(self, attempt: int, now: float) -> None:
+        """A new attempt begins: its playlist is being fetched; nothing of it is counted yet."""
+        self.generation += 1
+        self.attempt = attempt
+        self.phase = Phase.QUEUED
+        self.segments_total = self.segments_done = self.segment_bytes = self.inflight_bytes = 0
+        self.retry_due = self.request_retry_due = None
+        self.convert_fraction = None
+        self.message = ""
+        if self.started_at is None:
+            self.started_at = now
+
+    def resolved(self, segments: int, duration: float | None) -> None:
+        """The playlist is in: ``segments`` requests make the chapter's audio."""
+        self.segments_total = segments
+        self.duration = duration
+
+    def kept(self, size: int) -> None:
+        """A segment an earlier attempt or run left on disk counts as fetched."""
+        self.segments_done += 1
+        self.segment_bytes += size
+
+    def received(self, count: int, now: float) -> None:
+        """``count`` more bytes arrived for a request of this attempt."""
+        self.bytes_received += count
+        self.inflight_bytes += count
+        self.last_byte_at = now
+        self.request_retry_due = None
+        if self.phase is Phase.QUEUED:
+            self.phase = Phase.DOWNLOADING
+
+    def segment_done(self, size: int) -> None:
+        """One request finished: its ``size`` bytes are on disk."""
+        self.segments_done += 1
+        self.segment_bytes += size
+        self.inflight_bytes = max(0, self.inflight_bytes - size)
+
+    def request_retrying(self, due: float) -> None:
+        """A request failed and is tried again at ``due`` (a quick retry inside the attempt)."""
+        self.request_retries += 1
+        self.request_retry_due = due
+        self.inflight_bytes = 0  # what the failed request received is lost
+
+    @property
+    def segments_left(self) -> int:
+        return self.segments_total - self.segments_done
+
+    def start_convert(self) -> None:
+        self.phase = Phase.CONVERTING
+        self.convert_fraction = 0.0
+        self.inflight_bytes = 0
+
+    def convert_progress(self, seconds: float) -> None:
+        if self.duration:
+            self.convert_fraction = min(1.0, seconds / self.duration)
+
+    def converted(self, size: int, now: float) -> None:
+        self.phase = Phase.DONE
+        self.file_size = size
+        self.finished_at = now
+
+    def retry_at(self, error: DownloadError, due: float) -> None:
+        """The attempt failed; the next one is due at ``due``."""
+        self.kinds.append(error.kind)
+        self.kind = error.kind
+        self.message = error.message
+        self.phase = Phase.RETRYING
+        self.chapter_retries += 1
+        self.retry_due = due
+        self.inflight_bytes = 0
+
+    def failed(self, error: DownloadError, now: float) -> None:
+        """The chapter failed for good."""
+        self.kinds.append(error.kind)
+        self.kind = error.kind
+        self.message = error.message
+        self.phase = Phase.FAILED
+        self.finished_at = now
+
+    def attempt_lost(self, error: DownloadError) -> None:
+        """The attempt ended with the run (it was cancelled): its kind is kept, nothing else."""
+        self.kinds.append(error.kind)
+
+    def skipped(self, size: int) -> None:
+        self.phase = Phase.SKIPPED
+        self.file_size = size
+
+    def interrupted(self) -> None:
+        if not self.phase.finished:
+            self.phase = Phase.INTERRUPTED
+            self.message = "not finished"
+
+    # -- what the views read -------------------------------------------------------------------
+    @property
+    def bytes_done(self) -> int:
+        """This attempt's bytes: segments on disk plus requests in flight."""
+        return self.segment_bytes + self.inflight_bytes
+
+    @property
+    def bytes_expected(self) -> int | None:
+        """Expected bytes of this attempt: extrapolated from the segments on disk so far."""
+        if not self.segments_total or not self.segments_done:
+            return None
+        return self.segment_bytes * self.segments_total // self.segments_done
+
+    def fraction(self) -> float | None:
+        """Share downloaded: 1.0 only once the last segment is on disk."""
+        if self.segments_total and self.segments_left == 0:
+            return 1.0
+        expected = self.bytes_expected
+        if not expected:
+            return None
+        return min(0.999, self.bytes_done / expected)
+
+    def seconds(self, now: float) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or now) - self.started_at
+
+
+class Tally(NamedTuple):
+    """What :meth:`RunState.tally` found."""
+
+    counts: dict[Phase, int]
+    bytes_left: int | None  # estimated bytes still to come (None: unknown yet)
+    active: list[Chapter]  # chapters with an attempt under way, in chapter order
+
+
+@dataclass(kw_only=True)
+class RunState:
+    """The whole run: its chapters, totals and phase; written by the scheduler thread only."""
+
+    book_title: str
+    author: str
+    destination: Path
+    connections: int
+    book_chapters: int = 0  # chapters in the whole book: the N of "chapter n/N"
+    speed_limit: float | None = None
+    stall_timeout: float = 30.0
+    parts: bool = False  # chapter files are an m4b's parts, not the book's files
+    chapters: dict[int, Chapter] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    bytes_received: int = 0  # over the network this run
+    active_connections: int = 0
+    interrupted: bool = False
+    joining: float | None = None  # the m4b join under way: its share done
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def total_chapters(self) -> int:
+        """Chapters in this run (a --chapters selection may be fewer than the book's)."""
+        return len(self.chapters)
+
+    @property
+    def chapter_retries(self) -> int:
+        return sum(c.chapter_retries for c in self.chapters.values())
+
+    @property
+    def request_retries(self) -> int:
+        return sum(c.request_retries for c in self.chapters.values())
+
+    def tally(self) -> Tally:
+        """Counts by phase, bytes still to come and the active chapters, in one pass.
+
+        The live view needs all three every frame; one pass keeps a frame of a 100,000-chapter
+        book to milliseconds (and the lock the scheduler waits for, too).
+        """
+        with self.lock:
+            counts = dict.fromkeys(Phase, 0)
+            active: list[Chapter] = []
+            pending = known = left = expected_sum = 0
+            for chapter in self.chapters.values():
+                phase = chapter.phase
+                counts[phase] += 1
+                if phase in _FINISHED:
+                    continue
+                pending += 1
+                if phase in _ACTIVE:
+                    active.append(chapter)
+                expected = chapter.bytes_expected
+                if expected:
+                    known += 1
+                    expected_sum += expected
+                    left += max(0, expected - chapter.bytes_done)
+        if not pending:
+            bytes_left: int | None = 0
+        elif not known:
+            bytes_left = None
+        else:
+            bytes_left = int(left + expected_sum / known * (pending - known))
+        return Tally(counts, bytes_left, active)
