@@ -162,6 +162,22 @@ def test_the_eta_is_smoothed_and_does_not_jump_tenfold() -> None:
     assert steady / min(etas[30:]) < 2
 
 
+@pytest.mark.parametrize(
+    ("chapter_retries", "request_retries", "shown"),
+    [(0, 0, None), (0, 5, "retries 5 request"), (2, 0, "retries 2 chapter")],
+)
+def test_the_header_names_only_the_levels_that_retried(
+    chapter_retries: int, request_retries: int, shown: str | None
+) -> None:
+    loading = downloading(1, done=1, of=4, segment=100 * KIB)
+    loading.chapter_retries = chapter_retries
+    loading.request_retries = request_retries
+    view = LiveView(Console(file=io.StringIO()), clock=FakeClock())
+    view.status = status_with(loading)
+    header = draw(view).splitlines()[2]
+    assert "retries" not in header if shown is None else header.endswith(f"  {shown}"), header
+
+
 def test_live_view_header_and_active_chapters() -> None:
     clock = FakeClock()
     loading = downloading(2, done=1, of=4, segment=100 * KIB)

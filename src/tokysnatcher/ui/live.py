@@ -187,8 +187,11 @@ class LiveView:
             header.append(f"  failed {counts[Phase.FAILED]}", style="red")
         retries = status.chapter_retries
         requests = status.request_retries
-        if retries or requests:
-            header.append(f"  retries {retries} chapter, {requests} request", style="yellow")
+        if retries or requests:  # only the levels that retried: the header must stay one line
+            levels = [
+                f"{n} {level}" for n, level in ((retries, "chapter"), (requests, "request")) if n
+            ]
+            header.append(f"  retries {', '.join(levels)}", style="yellow")
         if status.interrupted:
             header.append("  interrupted", style="yellow")
         elif status.joining is not None:
