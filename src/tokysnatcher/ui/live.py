@@ -183,18 +183,24 @@ class LiveView:
             f"connections {status.active_connections}/{status.connections}  "
             f"{format_bytes(speed)}/s{limit}  ETA {eta}",
         )
+        # Trouble gets a line of its own: added to the figures it would wrap at 100 columns.
+        trouble = Text()
         if counts[Phase.FAILED]:
-            header.append(f"  failed {counts[Phase.FAILED]}", style="red")
+            trouble.append(f"failed {counts[Phase.FAILED]}  ", style="red")
         retries = status.chapter_retries
         requests = status.request_retries
-        if retries or requests:  # only the levels that retried: the header must stay one line
+        if retries or requests:
             levels = [
                 f"{n} {level}" for n, level in ((retries, "chapter"), (requests, "request")) if n
             ]
-            header.append(f"  retries {', '.join(levels)}", style="yellow")
+            trouble.append(f"retries {', '.join(levels)}  ", style="yellow")
         if status.interrupted:
-            header.append("  interrupted", style="yellow")
-        elif status.joining is not None:
+            trouble.append("interrupted", style="yellow")
+        if trouble:
+            trouble.rstrip()
+            header.append("\n")
+            header.append_text(trouble)
+        if status.joining is not None and not status.interrupted:
             header.append(f"\njoining m4b {100 * status.joining:.0f}%", style="magenta")
         return header
 
