@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from tokysnatcher.config.settings import Settings
 from tokysnatcher.download.retry import MAX_QUICK_WAIT, segment_backoff
 from tokysnatcher.download.state import Chapter
-from tokysnatcher.errors import DiskError, DownloadError, FailureKind, SourceError
+from tokysnatcher.errors import DownloadError, FailureKind, SourceError
 from tokysnatcher.ffmpeg.binary import (
     MP3_TO_AAC_NOTICE,
     FfmpegInfo,
@@ -42,6 +42,7 @@ from tokysnatcher.net.hls import (
     variant_of,
 )
 from tokysnatcher.net.http import Fetcher
+from tokysnatcher.net.urls import is_http_url
 from tokysnatcher.sources.source import Book, Source, Track
 from tokysnatcher.utils.atomic import atomic_write_text, disk_error_for, sha256_file
 from tokysnatcher.utils.links import (
@@ -278,7 +279,7 @@ class ChapterWork:
                 fresh_dir(job.workdir)
                 atomic_write_text(marker, signature)
         except OSError as err:
-            raise _disk_error(err, job.workdir) from err
+            raise disk_error_for(err, job.workdir) from err
         expected = ExpectedDuration(media.duration, media.tolerance) if media.duration else None
         return Resolved(media.segments, media.duration or job.track.duration, expected)
 
@@ -336,7 +337,7 @@ class ChapterWork:
     ) -> int:
         """A track that is a plain audio file: one request, same limits and retries."""
         url = job.track.url
-        if urlsplit(url).scheme.lower() not in ("http", "https"):
+        if not is_http_url(url):
             raise DownloadError(
                 f"chapter {job.index}: not an http(s) URL", kind=FailureKind.INVALID_MEDIA
             )
@@ -344,7 +345,7 @@ class ChapterWork:
             if not is_real_dir(job.workdir):
                 fresh_dir(job.workdir)
         except OSError as err:
-            raise _disk_error(err, job.workdir) from err
+            raise disk_error_for(err, job.workdir) from err
         what = f"chapter {job.index} audio file"
         dest = job.workdir / "source.mp3"
         return self.request(
@@ -413,7 +414,7 @@ class ChapterWork:
             # (an earlier output, or a planted link) goes first.
             remove_tree(output)
         except OSError as err:
-            raise _disk_error(err, output) from err
+            raise disk_error_for(err, output) from err
         args = convert_command(
             self.ffmpeg,
             source="pipe",
@@ -449,7 +450,7 @@ class ChapterWork:
         except OSError as err:
             with contextlib.suppress(OSError):
                 output.unlink()
-            raise _disk_error(err, job.dest) from err
+            raise disk_error_for(err, job.dest) from err
         with contextlib.suppress(OSError):
             remove_tree(job.workdir)
         return size, digest, job.expected
@@ -474,10 +475,6 @@ class ChapterWork:
             raise DownloadError(
                 f"chapter {job.index}: {problem}", kind=FailureKind.INVALID_MEDIA, retry=True
             )
-
-
-def _disk_error(err: OSError, path: Path) -> DiskError:
-    return disk_error_for(err, path) or DiskError(f"cannot write {path}: {err.strerror or err}")
 
 
 def _read_files(paths: list[Path]) -> Iterator[bytes]:

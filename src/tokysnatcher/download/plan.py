@@ -74,7 +74,6 @@ class ResumeMode(StrEnum):
 class PlannedChapter:
     index: int
     title: str
-    track_title: str
     dest: Path
     action: Action
     reason: str
@@ -181,7 +180,6 @@ def prepare(
             PlannedChapter(
                 index=index,
                 title=chapter_title(index, track.title),
-                track_title=track.title,
                 dest=dest,
                 action=action,
                 reason=reason,

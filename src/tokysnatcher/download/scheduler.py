@@ -415,12 +415,7 @@ class Scheduler:
             change()
         except (DiskError, OSError) as err:
             self.manifest_failed = True
-            error = (
-                err
-                if isinstance(err, DiskError)
-                else disk_error_for(err, self.manifest.path)
-                or DiskError(f"cannot write {self.manifest.path}: {err.strerror or err}")
-            )
+            error = err if isinstance(err, DiskError) else disk_error_for(err, self.manifest.path)
             self._stop_run(error)
 
     def _stop_run(self, error: DownloadError) -> None:

@@ -20,7 +20,8 @@ import imagesize
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind
 from tokysnatcher.ffmpeg.binary import FfmpegInfo
 from tokysnatcher.ffmpeg.image import ImageFormat, image_format, image_to_jpeg, probe_image
-from tokysnatcher.net.http import Fetcher, is_http_url
+from tokysnatcher.net.http import Fetcher
+from tokysnatcher.net.urls import is_http_url
 
 MAX_COVER_BYTES = 10 * 2**20
 MAX_COVER_SIDE = 10_000  # pixels; players choke on (and nobody needs) anything larger

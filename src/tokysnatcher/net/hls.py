@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 import m3u8
 
 from tokysnatcher.errors import FailureKind, PlaylistError
-from tokysnatcher.net.http import is_http_url
+from tokysnatcher.net.urls import is_http_url
 from tokysnatcher.utils.units import plausible_seconds
 
 MAX_PLAYLIST_BYTES = 1024 * 1024

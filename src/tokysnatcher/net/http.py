@@ -70,11 +70,6 @@ _REQUEST_ERRORS = (
 )
 
 
-def is_http_url(url: str) -> bool:
-    """True when ``url`` is an http or https URL: the only kinds we ever request."""
-    return urlsplit(url).scheme.lower() in ("http", "https")
-
-
 def make_session(connections: int) -> requests.Session:
     """One session whose pool keeps ``connections`` keep-alive connections per host."""
     session = requests.Session()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from tokysnatcher.errors import BookNotFoundError, SourceError, UsageError
+from tokysnatcher.net.urls import is_http_url
 from tokysnatcher.sources.source import (
     Book,
     MediaKind,
@@ -228,8 +229,7 @@ class TokybookSource:
                 skipped.append(title or f"track {position}")
                 continue
             src = src.strip()
-            # A src that is an absolute http(s) URL is a plain audio file, not HLS.
-            direct = src.lower().startswith(("http://", "https://"))
+            direct = is_http_url(src)  # an absolute http(s) URL is a plain audio file, not HLS
             tracks.append(
                 Track(
                     index=len(tracks) + 1,
