@@ -145,6 +145,10 @@ def test_a_stall_says_stalled_and_when_the_retry_comes() -> None:
     row = next(line for line in draw(view).splitlines() if "Chapter 1" in line)
     assert "stalled" not in row
     assert "downloading" in row
+    made.request_retrying(clock.now + 1.0, FailureKind.HTTP_5XX)  # a 503 is no stall
+    row = next(line for line in draw(view).splitlines() if "Chapter 1" in line)
+    assert "http_5xx - retry in 1s" in row
+    assert "stalled" not in row
 
 
 def test_the_eta_is_smoothed_and_does_not_jump_tenfold() -> None:

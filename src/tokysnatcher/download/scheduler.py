@@ -217,7 +217,7 @@ class Scheduler:
     def _on_request_retry(self, job: ChapterJob, event: RequestRetried) -> None:
         self._on_bytes(job, event.received)
         with self.state.lock:
-            job.state.request_retrying(self.clock() + event.delay)
+            job.state.request_retrying(self.clock() + event.delay, event.kind)
         self.reporter.retried(job.state, event)
 
     def _start_convert(self, job: ChapterJob) -> None:

@@ -67,6 +67,7 @@ class Chapter:
     file_size: int = 0  # the finished file on disk (done or skipped)
     retry_due: float | None = None  # clock time of the next attempt (chapter retry)
     request_retry_due: float | None = None  # clock time a request's quick retry starts
+    request_retry_kind: FailureKind | None = None  # why that request failed
     last_byte_at: float | None = None
     kinds: list[FailureKind] = field(default_factory=list)
     chapter_retries: int = 0  # attempts scheduled after a failed one
@@ -114,10 +115,11 @@ class Chapter:
         self.segment_bytes += size
         self.inflight_bytes = max(0, self.inflight_bytes - size)
 
-    def request_retrying(self, due: float) -> None:
-        """A request failed and is tried again at ``due`` (a quick retry inside the attempt)."""
+    def request_retrying(self, due: float, kind: FailureKind = FailureKind.TIMEOUT) -> None:
+        """A request failed (``kind``) and is tried again at ``due`` (a quick retry)."""
         self.request_retries += 1
         self.request_retry_due = due
+        self.request_retry_kind = kind
         self.inflight_bytes = 0  # what the failed request received is lost
 
     @property

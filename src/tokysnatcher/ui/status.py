@@ -15,6 +15,7 @@ from typing import Protocol
 
 from tokysnatcher.download.events import RequestRetried
 from tokysnatcher.download.state import Chapter, Phase, RunState
+from tokysnatcher.errors import FailureKind
 from tokysnatcher.utils.units import format_bytes
 
 # No byte for this long (or half the stall timeout, if shorter) while downloading: the chapter
@@ -29,9 +30,12 @@ def retry_text(chapter: Chapter, now: float) -> str:
 
 
 def stall_text(chapter: Chapter, now: float, stall_timeout: float) -> str | None:
-    """``stalled - retry in Ns`` while a request waits for its quick retry or gets no byte."""
+    """``stalled - retry in Ns`` while a request gets no byte or waits to be tried again after a
+    stall; after another failure its kind, e.g. ``http_5xx - retry in 1s``."""
     if chapter.request_retry_due is not None and chapter.request_retry_due > now:
-        return f"stalled - retry in {math.ceil(chapter.request_retry_due - now)}s"
+        kind = chapter.request_retry_kind
+        cause = "stalled" if kind in (None, FailureKind.TIMEOUT) else str(kind)
+        return f"{cause} - retry in {math.ceil(chapter.request_retry_due - now)}s"
     last = chapter.last_byte_at
     if last is not None and now - last >= min(STALL_SHOWN_AFTER, stall_timeout / 2):
         return f"stalled - retry in {max(0, math.ceil(stall_timeout - (now - last)))}s"
