@@ -221,7 +221,7 @@ class ChapterWork:
                 failures += 1
                 retry_after = err.retry_after or 0.0
                 if (
-                    not err.kind.transient
+                    not err.transient
                     or err.kind is FailureKind.AUTH
                     or failures > self.settings.segment_retries
                     or retry_after > MAX_QUICK_WAIT

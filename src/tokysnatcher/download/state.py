@@ -205,6 +205,8 @@ class Tally(NamedTuple):
     counts: dict[Phase, int]
     bytes_left: int | None  # estimated bytes still to come (None: unknown yet)
     active: list[Chapter]  # chapters with an attempt under way, in chapter order
+    chapter_retries: int
+    request_retries: int
 
 
 @dataclass(kw_only=True)
@@ -232,27 +234,21 @@ class RunState:
         """Chapters in this run (a --chapters selection may be fewer than the book's)."""
         return len(self.chapters)
 
-    @property
-    def chapter_retries(self) -> int:
-        return sum(c.chapter_retries for c in self.chapters.values())
-
-    @property
-    def request_retries(self) -> int:
-        return sum(c.request_retries for c in self.chapters.values())
-
     def tally(self) -> Tally:
-        """Counts by phase, bytes still to come and the active chapters, in one pass.
+        """Counts by phase, bytes still to come, the active chapters and retries, in one pass.
 
-        The live view needs all three every frame; one pass keeps a frame of a 100,000-chapter
+        The live view needs them all every frame; one pass keeps a frame of a 100,000-chapter
         book to milliseconds (and the lock the scheduler waits for, too).
         """
         with self.lock:
             counts = dict.fromkeys(Phase, 0)
             active: list[Chapter] = []
-            pending = known = left = expected_sum = 0
+            pending = known = left = expected_sum = chapter_retries = request_retries = 0
             for chapter in self.chapters.values():
                 phase = chapter.phase
                 counts[phase] += 1
+                chapter_retries += chapter.chapter_retries
+                request_retries += chapter.request_retries
                 if phase in _FINISHED:
                     continue
                 pending += 1
@@ -269,4 +265,4 @@ class RunState:
             bytes_left = None
         else:
             bytes_left = int(left + expected_sum / known * (pending - known))
-        return Tally(counts, bytes_left, active)
+        return Tally(counts, bytes_left, active, chapter_retries, request_retries)

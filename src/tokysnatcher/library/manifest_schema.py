@@ -226,10 +226,7 @@ def check_entry_name(name: str) -> str:
 
 def is_sha256(value: object) -> bool:
     """True for a SHA-256 as the manifest stores it: 64 lowercase hex digits."""
-    return isinstance(value, str) and len(value) == 64 and all(c in _HEX for c in value)
-
-
-_HEX = frozenset("0123456789abcdef")
+    return isinstance(value, str) and _SHA256_RE.fullmatch(value) is not None
 
 
 def _get(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:

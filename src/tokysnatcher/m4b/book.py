@@ -28,7 +28,7 @@ from pathlib import Path
 from tokysnatcher.config.settings import Settings
 from tokysnatcher.download.plan import Action, BookPlan
 from tokysnatcher.errors import DiskError, FailureKind, FfmpegError
-from tokysnatcher.ffmpeg.binary import FfmpegInfo, Tags
+from tokysnatcher.ffmpeg.binary import FfmpegInfo, Tags, remove_output
 from tokysnatcher.ffmpeg.run import run_ffmpeg
 from tokysnatcher.library.manifest import ChapterCheck, ManifestManager
 from tokysnatcher.library.manifest_schema import JOIN_DIR_NAME, WORK_DIR_NAME
@@ -207,8 +207,7 @@ def _check_join(ffmpeg: FfmpegInfo, output: Path, parts: list[AudioTrack], chapt
     elif len(found := read_metadata(ffmpeg, output).chapters) != chapters:
         problem = f"{len(found)} chapter markers, expected {chapters}"
     if problem is not None:
-        with contextlib.suppress(OSError):
-            output.unlink()
+        remove_output(output)
         raise FfmpegError(
             f"the joined m4b failed its check: {problem}", kind=FailureKind.INVALID_MEDIA
         )

@@ -68,7 +68,7 @@ def fetch_cover(
         except DownloadError as err:
             if err.kind is FailureKind.CANCELLED:
                 raise
-            if attempt == _ATTEMPTS or not err.kind.transient:
+            if attempt == _ATTEMPTS or not err.transient:
                 log(f"cover not used: {err.message}", "warning")
                 return None
             log(f"{err.message}; trying the cover again", "debug")

@@ -155,7 +155,7 @@ def error_from_exception(
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         header = exc.response.headers.get("Retry-After")
         retry_after = parse_retry_after(header, now=time.time() if now is None else now)
-    return DownloadError(message, kind=kind, retry_after=retry_after, hint=_KIND_HINTS.get(kind))
+    return DownloadError(message, kind=kind, retry_after=retry_after, hint=kind_hint(kind))
 
 
 class Unreachable(StrEnum):

@@ -384,10 +384,12 @@ class Fetcher:
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= CHUNK or self._clock() - began >= REPORT_EVERY:
-                    size += _flush(fd, batch, batched, on_bytes)
+                    _flush(fd, batch, batched, on_bytes)
+                    size += batched
                     batch, batched = [], 0
             if batch:
-                size += _flush(fd, batch, batched, on_bytes)
+                _flush(fd, batch, batched, on_bytes)
+                size += batched
                 batched = 0
         finally:
             if batched and on_bytes is not None:
@@ -477,11 +479,10 @@ def _create_part(dest: Path) -> tuple[Path, int]:
             continue  # left by a killed run that had our pid: take the next number
 
 
-def _flush(fd: int, batch: list[bytes], size: int, on_bytes: Callable[[int], None] | None) -> int:
+def _flush(fd: int, batch: list[bytes], size: int, on_bytes: Callable[[int], None] | None) -> None:
     _write_all(fd, batch, size)
     if on_bytes is not None:
         on_bytes(size)
-    return size
 
 
 def _write_all(fd: int, chunks: list[bytes], total: int) -> None:

@@ -121,8 +121,8 @@ class JsonApi:
         except requests.ReadTimeout as err:
             raise _Retryable(self._stalled(what)) from err
         except requests.RequestException as err:
-            error = self._unreachable_error(err, what)
             cause = unreachable(err)
+            error = self._unreachable_error(err, cause, what)
             if cause is Unreachable.TLS or not classify_exception(err).transient:
                 raise error from err  # a handshake or a malformed request fails the same again
             raise _Retryable(error) from err
@@ -151,8 +151,9 @@ class JsonApi:
             f"{self.server} answered HTTP {status} for {what} (server error)", hint=_SERVER_HINT
         )
 
-    def _unreachable_error(self, err: requests.RequestException, what: str) -> SourceError:
-        cause = unreachable(err)
+    def _unreachable_error(
+        self, err: requests.RequestException, cause: Unreachable | None, what: str
+    ) -> SourceError:
         if cause is Unreachable.DNS:
             return SourceError(f"{self._host} does not resolve (DNS)", hint=_OFFLINE_HINT)
         if cause is Unreachable.REFUSED:

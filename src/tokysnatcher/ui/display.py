@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 
+from tokysnatcher.utils.filenames import BIDI_CONTROLS
+
 #: Bidirectional overrides, embeddings, isolates and marks: "evil\u202egnp.mp3" would show as
 #: "evil3pm.png".
-BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 # C0 and C1 controls (ESC, BEL, newline, the 8-bit CSI...), DEL, the line and paragraph
 # separators, bidi controls and lone surrogates.

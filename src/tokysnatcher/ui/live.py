@@ -187,8 +187,8 @@ class LiveView:
         trouble = Text()
         if counts[Phase.FAILED]:
             trouble.append(f"failed {counts[Phase.FAILED]}  ", style="red")
-        retries = status.chapter_retries
-        requests = status.request_retries
+        retries = tally.chapter_retries
+        requests = tally.request_retries
         if retries or requests:
             levels = [
                 f"{n} {level}" for n, level in ((retries, "chapter"), (requests, "request")) if n

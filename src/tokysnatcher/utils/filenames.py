@@ -13,7 +13,9 @@ import re
 import unicodedata
 from pathlib import Path
 
-from tokysnatcher.ui.display import BIDI_CONTROLS
+# Characters that reorder text on screen (bidi overrides): never in a name, never shown raw.
+BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
 
 MAX_NAME_BYTES = 200
 
