@@ -75,7 +75,9 @@ class FakeSource:
         return ref
 
     def resolve(self, slug: str) -> tuple[Book, TrackList]:
-        book = Book(slug=slug, title="Fake Book", author="Nobody", source_url=f"fake:{slug}")
+        book = Book(
+            source="fake", slug=slug, title="Fake Book", author="Nobody", source_url=f"fake:{slug}"
+        )
         tracks = tuple(
             Track(
                 index=n,

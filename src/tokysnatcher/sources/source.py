@@ -29,6 +29,11 @@ class Track:
     url: str  # absolute http(s) URL of the playlist or the file
     kind: MediaKind
     duration: float | None = None  # what the site declares, in seconds
+    # What the host lists for a plain file, checked after the download when given.
+    size: int | None = None
+    md5: str | None = None  # lowercase hex
+    sha1: str | None = None  # lowercase hex
+    narrator: str | None = None  # this chapter's reader, when it differs per chapter
 
     @property
     def is_direct(self) -> bool:
@@ -40,13 +45,19 @@ class Track:
 class Book:
     """A book's details, as every source describes them."""
 
-    slug: str  # the site's own name for the book (recorded in the manifest)
+    source: str  # the source's name in references and manifests ("tokybook", "librivox")
+    slug: str  # the site's own id for the book (recorded in the manifest as ``book.id``)
     title: str
-    author: str
+    author: str  # every author, joined for display and tags ("A & B")
     source_url: str  # the book's page: what a user passes to download it again
-    narrator: str | None = None
+    narrator: str | None = None  # every narrator, joined as ``author`` is
     cover_url: str | None = None
     year: int | None = None
+    description: str | None = None  # plain text (a source converts HTML)
+    language: str | None = None
+    genres: tuple[str, ...] = ()
+    series: str | None = None
+    series_index: str | None = None  # as the site gives it ("1", "2.5")
 
 
 @dataclass(frozen=True, kw_only=True)

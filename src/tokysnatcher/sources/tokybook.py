@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tokysnatcher.sources.api import JsonApi
 
 #: The site a run talks to without ``--base-url``.
+SOURCE_NAME = "tokybook"
 DEFAULT_BASE_URL = "https://tokybook.com"
 API_PREFIX = "/api/v1"
 AUDIO_PREFIX = f"{API_PREFIX}/public/audio/"
@@ -195,6 +196,7 @@ class TokybookSource:
         year = data.get("year")
         cover = data.get("coverImage")
         book = Book(
+            source=SOURCE_NAME,
             slug=slug,
             title=title,
             author=_first_name(data.get("authors")) or "",
