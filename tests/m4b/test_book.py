@@ -20,13 +20,14 @@ from tokysnatcher.errors import FailureKind, FfmpegError
 from tokysnatcher.ffmpeg.binary import FfmpegInfo, Tags, convert_command, resolve_ffmpeg
 from tokysnatcher.ffmpeg.image import probe_image
 from tokysnatcher.ffmpeg.run import run_ffmpeg
-from tokysnatcher.m4b.book import book_file_name, chapter_ranges, join_parts
+from tokysnatcher.m4b.book import join_parts
 from tokysnatcher.m4b.cover import fetch_cover
 from tokysnatcher.m4b.metadata import ffmetadata_text, read_metadata
 from tokysnatcher.m4b.mp4 import read_audio_track
 from tokysnatcher.net.http import Fetcher, make_session
 from tokysnatcher.standin.catalog import BookSpec
 from tokysnatcher.standin.media import MediaCache
+from tokysnatcher.utils.filenames import book_file_name, chapter_ranges
 
 REAL = imageio_ffmpeg.get_ffmpeg_exe()
 RATE = 44100

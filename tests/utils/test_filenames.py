@@ -10,11 +10,19 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tokysnatcher.utils.filenames import (
+    TEMP_SUFFIX_UNITS,
+    FittedNames,
+    NameParts,
+    PathTooLong,
     book_dir,
+    book_folder_names,
     chapter_filename,
+    chapter_name_parts,
     check_plain_name,
+    fit_path_budget,
     is_inside,
     is_reserved_name,
+    max_path_units,
     sanitize_component,
 )
 
@@ -193,3 +201,107 @@ def test_names_that_could_point_elsewhere_are_not_plain(name: str) -> None:
 def test_plain_names_pass_unchanged() -> None:
     assert check_plain_name("01 - Prologue.mp3") == "01 - Prologue.mp3"
     assert check_plain_name("..weird but plain") == "..weird but plain"
+
+
+# ---------------------------------------------------------------------------------------------
+# The path budget (Windows: 259 UTF-16 units per path; every platform: 255 bytes per name)
+
+WINDOWS = max_path_units("win32")
+
+
+def deepest_path(root: Path, fitted: FittedNames, work_units: int = 0) -> int:
+    """The longest path a book's files reach, temporary names included, in UTF-16 units."""
+    folder = root.joinpath(*fitted.folders)
+    longest = max(len(str(folder / name).encode("utf-16-le")) // 2 for name in fitted.files)
+    return longest + work_units + TEMP_SUFFIX_UNITS
+
+
+def chapter_parts(titles: list[str], ext: str = "mp3") -> list[NameParts]:
+    return [chapter_name_parts(i, len(titles), t, ext) for i, t in enumerate(titles, 1)]
+
+
+def test_names_that_fit_are_left_exactly_as_they_are(tmp_path: Path) -> None:
+    titles = ["Prologue", "The Long Road", "x" * 190]
+    fitted = fit_path_budget(
+        tmp_path, book_folder_names("Ada", "Book"), chapter_parts(titles), max_path=4095
+    )
+    assert not fitted.shortened
+    assert fitted.folders == ("Ada", "Book")
+    assert list(fitted.files) == [chapter_filename(i, 3, t, "mp3") for i, t in enumerate(titles, 1)]
+
+
+def test_a_deep_root_with_200_byte_titles_is_shortened_longest_first(tmp_path: Path) -> None:
+    root = tmp_path / ("r" * (180 - len(str(tmp_path)) - 1))
+    assert len(str(root)) == 180
+    author, title = "Ann Author", "T" * 200
+    chapters = ["é" * 100, "Short", "Ω" * 100]  # 200 bytes of UTF-8 each, where long
+    fitted = fit_path_budget(
+        root, book_folder_names(author, title), chapter_parts(chapters), max_path=WINDOWS
+    )
+    assert fitted.shortened
+    assert deepest_path(root, fitted) <= WINDOWS
+    folder_author, folder_title = fitted.folders
+    assert folder_author == "Ann Author"  # the short name is kept; the longest gave way
+    assert folder_title.startswith("TTT")
+    assert len(folder_title) < 200
+    assert [name[:5] for name in fitted.files] == ["01 - ", "02 - ", "03 - "]
+    assert fitted.files[1] == "02 - Short.mp3"
+    assert all(name.endswith(".mp3") for name in fitted.files)
+    assert len(set(fitted.files)) == 3
+
+
+def test_a_240_character_root_is_refused_on_windows_and_kept_elsewhere(tmp_path: Path) -> None:
+    root = tmp_path / ("r" * (240 - len(str(tmp_path)) - 1))
+    names = book_folder_names("A" * 200, "T" * 200)
+    files = chapter_parts(["C" * 200, "D" * 200])
+    with pytest.raises(PathTooLong, match=r"too deep: .* at least \d+ characters, .* allows 259"):
+        fit_path_budget(root, names, files, max_path=WINDOWS)
+    fitted = fit_path_budget(root, names, files, max_path=max_path_units("linux"))
+    assert not fitted.shortened
+    assert all(len(n.encode()) <= 255 for n in (*fitted.folders, *fitted.files))
+
+
+def test_names_equal_but_for_case_get_distinct_names(tmp_path: Path) -> None:
+    files = [NameParts("", "Intro", ".mp3"), NameParts("", "INTRO", ".mp3")]
+    files.append(NameParts("", "intro", ".mp3"))
+    fitted = fit_path_budget(tmp_path, ["A", "B"], files, max_path=4095)
+    assert fitted.files == ("Intro.mp3", "INTRO (2).mp3", "intro (3).mp3")
+    # Shortening can make names equal too: they are told apart within the same budget.
+    long = [
+        NameParts("01 - ", "x" * 150 + "a", ".mp3"),
+        NameParts("01 - ", "X" * 150 + "b", ".mp3"),
+    ]
+    root = tmp_path / ("r" * (150 - len(str(tmp_path)) - 1))
+    short = fit_path_budget(root, ["A", "B"], long, max_path=WINDOWS)
+    assert short.shortened
+    assert len({n.casefold() for n in short.files}) == 2
+    assert deepest_path(root, short) <= WINDOWS
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    root_len=st.integers(min_value=3, max_value=200),
+    author=hostile_text,
+    title=hostile_text,
+    chapters=st.lists(hostile_text, min_size=1, max_size=12),
+    ext=st.sampled_from(["mp3", "m4a"]),
+)
+def test_every_fitted_path_is_within_the_budget_or_refused(
+    root_len: int, author: str, title: str, chapters: list[str], ext: str
+) -> None:
+    root = Path("/" + "r" * (root_len - 1))
+    names = book_folder_names(author, title)
+    files = chapter_parts(chapters, ext)
+    try:
+        fitted = fit_path_budget(root, names, files, max_path=WINDOWS)
+    except PathTooLong:
+        assert root_len + TEMP_SUFFIX_UNITS + len("/A/T/01.mp3") > WINDOWS - 20
+        return
+    assert deepest_path(root, fitted) <= WINDOWS
+    for name in (*fitted.folders, *fitted.files):
+        assert_safe_component(name, max_bytes=255)
+    for name, parts in zip(fitted.files, files, strict=True):
+        number = parts.head.rstrip(" -")
+        assert name.startswith(number)  # the number and the extension are kept
+        assert name.endswith(f".{ext}")
+    assert len({n.casefold() for n in fitted.files}) == len(fitted.files)

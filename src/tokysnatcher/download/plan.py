@@ -25,10 +25,25 @@ from tokysnatcher.library.manifest import (
     ChapterStatus,
     ManifestManager,
 )
-from tokysnatcher.library.manifest_schema import PARTS_DIR_NAME, WORK_DIR_NAME
+from tokysnatcher.library.manifest_schema import (
+    JOIN_DIR_NAME,
+    MANIFEST_NAME,
+    PARTS_DIR_NAME,
+    WORK_DIR_NAME,
+)
 from tokysnatcher.library.scan import chapter_ext
 from tokysnatcher.sources.source import Book, Source, TrackList
-from tokysnatcher.utils.filenames import book_dir, chapter_filename
+from tokysnatcher.utils.filenames import (
+    FittedNames,
+    NameParts,
+    PathTooLong,
+    book_file_name,
+    book_folder_names,
+    chapter_name_parts,
+    fit_path_budget,
+    folder_path,
+    max_path_units,
+)
 from tokysnatcher.utils.links import points_inside
 from tokysnatcher.utils.units import format_bytes
 
@@ -87,6 +102,7 @@ class BookPlan:
     book: Book
     playlist: TrackList
     folder: Path
+    book_file: str | None  # the m4b's name (None for other formats)
     output_format: OutputFormat
     chapters: list[PlannedChapter]
     manifest: ManifestManager | None  # the manifest found on disk (None: a fresh download)
@@ -127,14 +143,20 @@ def prepare(
     book, playlist = source.resolve(slug)
     if not playlist.tracks:
         raise UsageError(f"the book {book.title!r} lists no chapter with audio")
-    folder = book_dir(settings.directory, book.author, book.title)
     total = len(playlist.tracks)
     wanted = settings.chapters.select(total) if settings.chapters else list(range(1, total + 1))
     fmt = settings.output_format
+    layout = _fit_names(settings.directory, book, playlist, fmt, wanted)
+    folder = folder_path(settings.directory, layout.folders)
     manifest = ManifestManager.load(
         folder, book=_book_info(book, playlist, fmt), tool_version=__version__
     )
     warnings = [f"track without audio skipped: {title}" for title in playlist.skipped]
+    if layout.shortened:
+        warnings.append(
+            f"names shortened to fit this system's limit of {max_path_units()} characters per "
+            f"path: the book goes to {folder}"
+        )
     usable = manifest
     if manifest is not None:
         warnings.extend(manifest.warnings)
@@ -158,7 +180,7 @@ def prepare(
     unowned = 0
     for index in wanted:
         track = playlist.tracks[index - 1]
-        name = chapter_filename(index, total, track.title, chapter_ext(fmt))
+        name = layout.files[index - 1]
         dest = (part_dir if fmt is OutputFormat.M4B else folder) / name
         action, reason = Action.DOWNLOAD, "new"
         estimate = estimated_size(fmt, track.duration, direct=track.is_direct)
@@ -196,12 +218,52 @@ def prepare(
         book=book,
         playlist=playlist,
         folder=folder,
+        book_file=layout.files[-1] if fmt is OutputFormat.M4B else None,
         output_format=fmt,
         chapters=chapters,
         manifest=manifest,
         mode=mode,
         warnings=warnings,
     )
+
+
+# What a chapter's path gains while an m4b is made: its parts live in ``.tokysnatcher/parts/``.
+_M4B_PARTS_UNITS = len(f"/{WORK_DIR_NAME}/{PARTS_DIR_NAME}")
+# The longest names of the tool's own in a book folder: the manifest and the work files.
+_OWN_PATHS = (
+    MANIFEST_NAME,
+    f"{WORK_DIR_NAME}/0001/segments.txt",
+    f"{WORK_DIR_NAME}/{JOIN_DIR_NAME}/tags.ffmetadata",
+)
+
+
+def _fit_names(
+    root: Path, book: Book, playlist: TrackList, fmt: OutputFormat, wanted: list[int]
+) -> FittedNames:
+    """The book's folder and file names, shortened where the platform's path limit needs it.
+
+    Every chapter counts, not only those asked for, so a chapter keeps its name whichever
+    chapters a run selects. For an m4b the last file is the book's own.
+    """
+    total = len(playlist.tracks)
+    ext = chapter_ext(fmt)
+    files = [chapter_name_parts(i, total, t.title, ext) for i, t in enumerate(playlist.tracks, 1)]
+    work_units = 0
+    if fmt is OutputFormat.M4B:
+        whole = book_file_name(book.title, wanted, total)
+        title = book_folder_names(book.author, book.title)[1]
+        files.append(NameParts("", title, whole.removeprefix(title)))
+        work_units = _M4B_PARTS_UNITS
+    try:
+        return fit_path_budget(
+            root,
+            book_folder_names(book.author, book.title),
+            files,
+            work_units=work_units,
+            fixed=_OWN_PATHS,
+        )
+    except PathTooLong as err:
+        raise UsageError(str(err), hint="Choose a shorter library folder with -d.") from err
 
 
 def _redo_reason(check: ChapterCheck, entry: ChapterEntry) -> str:

@@ -42,13 +42,11 @@ from tokysnatcher.m4b.metadata import (
 from tokysnatcher.m4b.mp4 import AudioTrack, read_audio_track
 from tokysnatcher.net.http import Fetcher
 from tokysnatcher.utils.atomic import disk_error_for, fsync_dir, sha256_file
-from tokysnatcher.utils.filenames import MAX_NAME_BYTES, sanitize_component
 from tokysnatcher.utils.links import fresh_dir, fsync_file, remove_tree
 
 # The faststart pass rewrites the whole file without printing progress: allow it some time even
 # when --stall-timeout is short.
 MIN_JOIN_STALL = 60.0
-_SUFFIX_BUDGET = 60  # longest "(chapters ...)" kept in a file name
 Log = Callable[[str, str], None]
 
 
@@ -71,29 +69,6 @@ class M4bResult:
 # ---------------------------------------------------------------------------------------------
 # Names
 # ---------------------------------------------------------------------------------------------
-
-
-def chapter_ranges(indices: Sequence[int]) -> str:
-    """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
-    spans: list[list[int]] = []
-    for index in sorted(set(indices)):
-        if spans and index == spans[-1][1] + 1:
-            spans[-1][1] = index
-        else:
-            spans.append([index, index])
-    return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in spans)
-
-
-def book_file_name(title: str, indices: Sequence[int], total: int) -> str:
-    """``<Title>.m4b``, or ``<Title> (chapters 1-3,7).m4b`` for a selection of chapters."""
-    suffix = ".m4b"
-    if sorted(set(indices)) != list(range(1, total + 1)):
-        ranges = chapter_ranges(indices)
-        if len(ranges) > _SUFFIX_BUDGET:
-            ranges = f"{len(set(indices))} of {total}"
-        suffix = f" (chapters {ranges}).m4b"
-    budget = MAX_NAME_BYTES - len(suffix.encode("utf-8"))
-    return sanitize_component(title, fallback="Untitled", max_bytes=budget) + suffix
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,9 +224,9 @@ def make_book_file(
     same name and still matches its size and SHA-256. ``manifest`` is the run's (it holds the
     folder's lock). ``log(message, level)`` gets messages, ``on_progress`` the join's share done.
     """
-    name = book_file_name(
-        plan.book.title, [c.index for c in plan.chapters], len(plan.playlist.tracks)
-    )
+    name = plan.book_file
+    if name is None:
+        raise ValueError("an m4b plan without a book file name")
     parts = [(c.dest, c.title) for c in plan.chapters]
     for path, _ in parts:
         entry = manifest.chapter(path.name)

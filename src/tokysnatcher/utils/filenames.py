@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 # Characters that reorder text on screen (bidi overrides): never in a name, never shown raw.
 BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -119,6 +123,17 @@ def sanitize_component(name: str, *, fallback: str, max_bytes: int = MAX_NAME_BY
     return cleaned
 
 
+class NameParts(NamedTuple):
+    """A file name in three parts: only ``body`` may be shortened to fit a path budget."""
+
+    head: str  # kept whole: the chapter number ("01 - ")
+    body: str  # the title
+    tail: str  # kept whole: the extension (".mp3", " (chapters 1-3).m4b")
+
+    def __str__(self) -> str:
+        return f"{self.head}{self.body}{self.tail}"
+
+
 def chapter_filename(index: int, total: int, title: str, ext: str) -> str:
     """``NN - <Title>.<ext>`` with ``NN`` 1-based and zero-padded (SPEC §3).
 
@@ -126,6 +141,11 @@ def chapter_filename(index: int, total: int, title: str, ext: str) -> str:
     becomes ``Chapter NN``. The whole name fits :data:`MAX_NAME_BYTES`: only the title part is
     shortened, the number and the extension are always kept.
     """
+    return str(chapter_name_parts(index, total, title, ext))
+
+
+def chapter_name_parts(index: int, total: int, title: str, ext: str) -> NameParts:
+    """:func:`chapter_filename` as :class:`NameParts` (number, title, extension)."""
     if index < 1:
         raise ValueError(f"chapter index must be 1 or more, not {index}")
     ext = ext.removeprefix(".")
@@ -136,7 +156,7 @@ def chapter_filename(index: int, total: int, title: str, ext: str) -> str:
     suffix = f".{ext}"
     budget = MAX_NAME_BYTES - len(prefix) - len(suffix)
     title_part = sanitize_component(title, fallback=f"Chapter {number}", max_bytes=budget)
-    return f"{prefix}{title_part}{suffix}"
+    return NameParts(prefix, title_part, suffix)
 
 
 def _lexical(path: Path) -> Path:
@@ -168,13 +188,189 @@ def check_plain_name(name: str) -> str:
     return name
 
 
+def book_folder_names(author: str, title: str) -> list[str]:
+    """``<Author>``, ``<Title>``: the folder names of a book, from site text."""
+    return [
+        sanitize_component(author, fallback="Unknown Author"),
+        sanitize_component(title, fallback="Untitled"),
+    ]
+
+
 def book_dir(root: Path, author: str, title: str) -> Path:
     """``root/<Author>/<Title>`` from site text, guaranteed to be inside ``root``."""
-    folder = (
-        root
-        / sanitize_component(author, fallback="Unknown Author")
-        / sanitize_component(title, fallback="Untitled")
-    )
+    return folder_path(root, book_folder_names(author, title))
+
+
+def folder_path(root: Path, names: Sequence[str]) -> Path:
+    """``root/<name>/…`` from sanitized folder names, guaranteed to be inside ``root``."""
+    folder = root.joinpath(*(check_plain_name(n) for n in names))
     if not is_inside(root, folder):  # sanitizing makes this impossible; keep the promise explicit
         raise ValueError(f"book folder {folder} would be outside {root}")
     return folder
+
+
+_SUFFIX_BUDGET = 60  # longest "(chapters ...)" kept in a file name
+
+
+def chapter_ranges(indices: Sequence[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3,7"``."""
+    spans: list[list[int]] = []
+    for index in sorted(set(indices)):
+        if spans and index == spans[-1][1] + 1:
+            spans[-1][1] = index
+        else:
+            spans.append([index, index])
+    return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in spans)
+
+
+def book_file_name(title: str, indices: Sequence[int], total: int) -> str:
+    """``<Title>.m4b``, or ``<Title> (chapters 1-3,7).m4b`` for a selection of chapters."""
+    suffix = ".m4b"
+    if sorted(set(indices)) != list(range(1, total + 1)):
+        ranges = chapter_ranges(indices)
+        if len(ranges) > _SUFFIX_BUDGET:
+            ranges = f"{len(set(indices))} of {total}"
+        suffix = f" (chapters {ranges}).m4b"
+    budget = MAX_NAME_BYTES - len(suffix.encode("utf-8"))
+    return sanitize_component(title, fallback="Untitled", max_bytes=budget) + suffix
+
+
+# The longest path each platform opens: Windows without the ``\\?\`` prefix (MAX_PATH is 260
+# with the final NUL, counted in UTF-16 units), macOS and Linux their PATH_MAX less the NUL.
+_MAX_PATHS = {"win32": 259, "darwin": 1023}
+_DEFAULT_MAX_PATH = 4095
+
+# What the tool may add below a chapter file's own path while it works: a temporary or ``.part``
+# name beside it (``.<pid>-<n>.part``, ``.<name>.<8 hex>.tmp``) and, for an m4b's parts, the
+# ``.tokysnatcher/parts/`` folders above it. Callers add the folders; this is the suffix.
+TEMP_SUFFIX_UNITS = 24
+
+
+def max_path_units(platform: str | None = None) -> int:
+    """The longest whole path (in UTF-16 units) the platform opens (``sys.platform`` default)."""
+    return _MAX_PATHS.get(platform or sys.platform, _DEFAULT_MAX_PATH)
+
+
+class PathTooLong(ValueError):
+    """The root alone leaves no room for a book's folders and files within the path limit."""
+
+    def __init__(self, root: Path, need: int, limit: int) -> None:
+        super().__init__(
+            f"the library folder {root} is too deep: a book below it needs paths of at least "
+            f"{need} characters, and this system allows {limit}"
+        )
+        self.need = need
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class FittedNames:
+    """Folder and file names that fit the path budget, and whether any had to be shortened."""
+
+    folders: tuple[str, ...]
+    files: tuple[str, ...]
+    shortened: bool
+
+
+def _units(text: str) -> int:
+    """Length as Windows counts it: UTF-16 code units (a character beyond U+FFFF is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _truncate_units(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` within ``limit`` UTF-16 units, without loose ends."""
+    if _units(text) <= limit:
+        return text
+    used = cut = 0
+    for i, ch in enumerate(text):
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > limit:
+            break
+        cut = i + 1
+    while 0 < cut < len(text) and unicodedata.combining(text[cut]):
+        cut -= 1
+    shortened = text[:cut].rstrip(" .")
+    if shortened and is_reserved_name(shortened):
+        shortened = "_" + shortened[: max(0, cut - 1)].rstrip(" .")
+    return shortened
+
+
+def fit_path_budget(
+    root: Path,
+    folders: Sequence[str],
+    files: Sequence[NameParts],
+    *,
+    work_units: int = 0,
+    fixed: Sequence[str] = (),
+    max_path: int | None = None,
+) -> FittedNames:
+    """``folders`` (below ``root``) and ``files`` (in the last folder) within the path limit.
+
+    The deepest path counted is the longest file plus ``work_units`` (what the tool may add
+    below it while working) plus :data:`TEMP_SUFFIX_UNITS`; ``fixed`` are the paths, relative to
+    the last folder, that the tool writes there under names of its own (never shortened). When
+    over ``max_path`` (the
+    platform's, by default), the longest names are shortened first, to a common length: each
+    folder name and each file's ``body``; heads and tails (number, extension) stay whole. Names
+    that would then be equal (ignoring case and Unicode normalization, as Windows and macOS
+    do) get `` (2)``, `` (3)`` … before the tail. Raises :class:`PathTooLong` when even
+    one-character names do not fit.
+    """
+    limit = max_path if max_path is not None else max_path_units()
+    base = _units(str(root)) + TEMP_SUFFIX_UNITS
+    fixed_len = max((_units(f) for f in fixed), default=0)
+
+    def deepest(cap: int) -> int:
+        folders_len = sum(1 + min(_units(f), cap) for f in folders)
+        file_len = max(
+            (
+                work_units + _units(f.head) + min(_units(f.body), cap) + _units(f.tail)
+                for f in files
+            ),
+            default=0,
+        )
+        return base + folders_len + 1 + max(file_len, fixed_len)
+
+    longest = max([_units(f) for f in folders] + [_units(f.body) for f in files], default=0)
+    shortened = deepest(longest) > limit
+    cap = longest
+    if shortened:
+        if deepest(1) > limit:
+            raise PathTooLong(root, deepest(1), limit)
+        low, high = 1, longest  # deepest(low) fits, deepest(high) does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if deepest(middle) <= limit else (low, middle)
+        cap = low
+    new_folders = tuple(_truncate_units(f, cap) or f[:1] for f in folders)
+    bodies = [_truncate_units(f.body, cap) for f in files]
+    names = _distinct(
+        [NameParts(f.head, b, f.tail) for f, b in zip(files, bodies, strict=True)],
+        shortened=shortened,
+    )
+    return FittedNames(new_folders, tuple(names), shortened)
+
+
+def _fold(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _distinct(names: list[NameParts], *, shortened: bool) -> list[str]:
+    """The names as text, with those equal but for case or normalization told apart."""
+    taken: set[str] = set()
+    result: list[str] = []
+    for parts in names:
+        name = str(parts)
+        number = 1
+        while _fold(name) in taken:
+            number += 1
+            mark = f" ({number})"
+            body = parts.body
+            if shortened:  # stay within the length the budget allowed
+                body = body[: max(0, len(body) - len(mark))].rstrip(" .")
+            name = f"{parts.head}{body}{mark}{parts.tail}"
+        if not parts.body:  # shortened away entirely: "01.mp3", not "01 - .mp3"
+            name = f"{parts.head.rstrip(' -')}{parts.tail}" if number == 1 else name
+        taken.add(_fold(name))
+        result.append(name)
+    return result

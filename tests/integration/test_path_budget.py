@@ -1,0 +1,80 @@
+"""A deep library folder on Windows: names are shortened to fit 259 characters per path.
+
+Windows itself cannot run here, so its path limit is injected; the download, the files and the
+resume are real.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import fast_options
+from tokysnatcher.cli import main
+from tokysnatcher.ffmpeg import processes
+from tokysnatcher.standin import StandinSite
+from tokysnatcher.utils import filenames
+from tokysnatcher.utils.filenames import TEMP_SUFFIX_UNITS
+
+pytestmark = pytest.mark.integration
+
+WINDOWS_LIMIT = filenames.max_path_units("win32")
+
+
+@pytest.fixture
+def windows_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """This platform's path limit made Windows', and ``cli.main`` run here in a clean env."""
+    monkeypatch.setitem(filenames._MAX_PATHS, sys.platform, WINDOWS_LIMIT)
+    for name in list(__import__("os").environ):
+        if name.startswith("TOKYSNATCHER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TOKYSNATCHER_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+    processes.reopen()
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    captured = capsys.readouterr()
+    return int(done.value.code or 0), captured.out + captured.err
+
+
+def test_a_deep_folder_gets_short_names_that_resume(
+    site: StandinSite, tmp_path: Path, windows_limit: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / ("deep" * 60)[: 192 - len(str(tmp_path)) - 1]
+    assert len(str(root)) == 192
+    code, out = run(["the-sample-book", "-q", *fast_options(site, root)], capsys)
+    assert code == 0, out
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert len([p for p in files if p.suffix == ".mp3"]) == 4
+    for path in files:
+        assert len(str(path)) + TEMP_SUFFIX_UNITS <= WINDOWS_LIMIT, path
+    names = sorted(p.name for p in files if p.suffix == ".mp3")
+    assert [n[:2] for n in names] == ["01", "02", "03", "04"]
+    assert "02 - The Long Road.mp3" not in names  # shortened: the full name does not fit
+
+    code, out = run(["the-sample-book", *fast_options(site, root)], capsys)
+    assert code == 0, out
+    assert "names shortened to fit this system's limit of 259 characters" in out
+    assert out.count("names shortened") == 1
+    assert "4 of 4 chapters already complete (size and SHA-256 checked)" in out
+
+
+def test_a_root_too_deep_for_any_name_is_one_line_and_exit_2(
+    site: StandinSite, tmp_path: Path, windows_limit: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / ("r" * (240 - len(str(tmp_path)) - 1))
+    code, out = run(["the-sample-book", *fast_options(site, root)], capsys)
+    assert code == 2
+    assert f"the library folder {root} is too deep" in out
+    assert "Choose a shorter library folder with -d" in out
+    assert not root.exists()
