@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from helpers import FFMPEG
+from tokysnatcher.ffmpeg import processes
 from tokysnatcher.standin import StandinSite
 
 
@@ -31,3 +33,18 @@ def site(standin_cache: Path) -> Iterator[StandinSite]:
     """One fault-free stand-in site for the session (fault tests start their own)."""
     with StandinSite(cache_dir=standin_cache) as running:
         yield running
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Run ``cli.main`` here (see ``helpers.run_main``) with a clean environment; restore what
+    it changes."""
+    for name in list(os.environ):
+        if name.startswith("TOKYSNATCHER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TOKYSNATCHER_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+    processes.reopen()  # a run's end closed the registry of ffmpeg children

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import imageio_ffmpeg
+import pytest
 
+from tokysnatcher.cli import main
 from tokysnatcher.standin import BookSpec, StandinSite, make_book
 from tokysnatcher.ui.display import BIDI_CONTROLS
 
@@ -44,6 +46,14 @@ def run_cli(
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``cli.main(args)`` in this process (use the ``in_process`` fixture): code, out, err."""
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    captured = capsys.readouterr()
+    return int(done.value.code or 0), captured.out, captured.err
 
 
 def fast_options(site: StandinSite, root: Path) -> list[str]:

@@ -10,40 +10,17 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, fast_options, run_cli
+from helpers import cli_env, fast_options, run_cli, run_main
 from tokysnatcher import __version__
-from tokysnatcher.cli import main
 from tokysnatcher.standin import Faults, StandinSite
 
 pytestmark = pytest.mark.integration
 
 CLOSED_PORT = "http://127.0.0.1:9"  # nothing listens there: no test ever leaves loopback
-
-
-@pytest.fixture
-def in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """Run ``cli.main`` here with a clean environment; restore what it changes."""
-    for name in list(__import__("os").environ):
-        if name.startswith("TOKYSNATCHER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TOKYSNATCHER_CONFIG", str(tmp_path / "absent.toml"))
-    monkeypatch.setenv("NO_COLOR", "1")
-    previous = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, previous)
-
-
-def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(args)
-    captured = capsys.readouterr()
-    return int(done.value.code or 0), captured.out, captured.err
 
 
 @pytest.mark.parametrize(

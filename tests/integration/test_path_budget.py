@@ -6,16 +6,12 @@ resume are real.
 
 from __future__ import annotations
 
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import fast_options
-from tokysnatcher.cli import main
-from tokysnatcher.ffmpeg import processes
+from helpers import fast_options, run_main
 from tokysnatcher.standin import StandinSite
 from tokysnatcher.utils import filenames
 from tokysnatcher.utils.filenames import TEMP_SUFFIX_UNITS
@@ -26,25 +22,14 @@ WINDOWS_LIMIT = filenames.max_path_units("win32")
 
 
 @pytest.fixture
-def windows_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """This platform's path limit made Windows', and ``cli.main`` run here in a clean env."""
+def windows_limit(monkeypatch: pytest.MonkeyPatch, in_process: None) -> None:
+    """This platform's path limit made Windows'."""
     monkeypatch.setitem(filenames._MAX_PATHS, sys.platform, WINDOWS_LIMIT)
-    for name in list(__import__("os").environ):
-        if name.startswith("TOKYSNATCHER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TOKYSNATCHER_CONFIG", str(tmp_path / "absent.toml"))
-    monkeypatch.setenv("NO_COLOR", "1")
-    previous = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, previous)
-    processes.reopen()
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as done:
-        main(args)
-    captured = capsys.readouterr()
-    return int(done.value.code or 0), captured.out + captured.err
+    code, out, err = run_main(args, capsys)
+    return code, out + err
 
 
 def test_a_deep_folder_gets_short_names_that_resume(
