@@ -7,18 +7,21 @@ token once on 401 and writes the book, knowing nothing of the site but the proto
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tokysnatcher.config.settings import OutputFormat, Settings
 from tokysnatcher.download.events import RequestRetried
 from tokysnatcher.download.plan import prepare
+from tokysnatcher.download.results import RunResult
 from tokysnatcher.download.run import execute, open_run, open_runtime, run_state
 from tokysnatcher.download.state import Chapter, RunState
 from tokysnatcher.errors import UsageError
@@ -64,8 +67,9 @@ class FileSite(http.server.BaseHTTPRequestHandler):
 class FakeSource:
     """A site with two chapters as direct MP3 files and a token that must be renewed."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, listed: dict[int, dict[str, Any]] | None = None) -> None:
         self.base_url = base_url
+        self.listed = listed or {}  # what the host lists for a part: size, md5, sha1
         self.generation = 0
         self.renewals = 0
 
@@ -85,6 +89,7 @@ class FakeSource:
                 url=f"{self.base_url}/part{n}.mp3",
                 kind=MediaKind.FILE,
                 duration=2.0,
+                **self.listed.get(n, {}),
             )
             for n in (1, 2)
         )
@@ -166,3 +171,55 @@ def test_a_direct_file_source_downloads_through_the_engine(
     # Both chapters met the expired token; one renewal served them.
     assert FileSite.refused >= 1
     assert source.renewals == 1
+
+
+def test_a_file_that_differs_from_what_the_host_lists_is_retried_then_reported(
+    file_site: str, tmp_path: Path, ffmpeg_exe: str
+) -> None:
+    # Part 1 matches its listed size, md5 and sha1; part 2's md5 is another file's.
+    body = FileSite.files["/part1.mp3"]
+    listed: dict[int, dict[str, Any]] = {
+        1: {
+            "size": len(body),
+            "md5": hashlib.md5(body).hexdigest(),
+            "sha1": hashlib.sha1(body).hexdigest().upper(),
+        },
+        2: {"md5": hashlib.md5(body).hexdigest()},
+    }
+    result = _run(FakeSource(file_site, listed), tmp_path, ffmpeg_exe)
+    one, two = result.chapters
+    assert one.status == "complete"
+    assert (two.status, two.kind, two.attempts) == ("failed", "invalid_media", 2)
+    assert two.message == "chapter 2: md5 differs from the host's"
+    folder = tmp_path / "lib" / "Nobody" / "Fake Book"
+    assert sorted(p.name for p in folder.glob("*.mp3")) == ["01 - Part 1.mp3"]
+    assert not list(folder.glob(".tokysnatcher/*/source.mp3"))
+
+
+def test_a_file_of_another_size_than_listed_is_never_kept(
+    file_site: str, tmp_path: Path, ffmpeg_exe: str
+) -> None:
+    size = len(FileSite.files["/part2.mp3"])
+    result = _run(FakeSource(file_site, {2: {"size": size + 1}}), tmp_path, ffmpeg_exe)
+    two = result.chapters[1]
+    assert (two.status, two.kind) == ("failed", "invalid_media")
+    assert two.message == f"chapter 2: size {size} B, the host lists {size + 1} B"
+
+
+def _run(source: FakeSource, tmp_path: Path, ffmpeg_exe: str) -> RunResult:
+    settings = Settings(
+        directory=tmp_path / "lib",
+        output_format=OutputFormat.MP3,
+        jobs=1,
+        max_retries=1,
+        retry_delay=0.0,
+    )
+    runtime = replace(open_runtime(settings), source=source)
+    try:
+        plan = prepare("fake-book", settings, source)
+        with open_run(plan, settings) as manifest:
+            ffmpeg = resolve_ffmpeg(ffmpeg_exe)
+            state = run_state(plan, settings)
+            return execute(plan, settings, runtime, ffmpeg, manifest, state, Quiet())
+    finally:
+        runtime.close()

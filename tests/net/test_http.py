@@ -25,7 +25,7 @@ import requests
 import urllib3
 
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind
-from tokysnatcher.net import http
+from tokysnatcher.net import parts
 from tokysnatcher.net.hls import parse_media_playlist
 from tokysnatcher.net.http import (
     STALL_MIN_BYTES,
@@ -163,13 +163,70 @@ class _Scripted(socketserver.StreamRequestHandler):
         elif path == "/huge":
             self.head("200 OK", 80 * 1024 * 1024)
             self.pause(10)  # the client must give up on the header alone
-        elif path == "/redirect":
-            self.head("302 Found", 0, "Location: /ok\r\n")
+        elif path.startswith("/hops/"):  # /hops/N: N redirects, then /ok
+            hops = int(path.rsplit("/", 1)[1])
+            self.head("302 Found", 0, f"Location: {f'/hops/{hops - 1}' if hops > 1 else '/ok'}\r\n")
             return True
+        elif path in ("/loop", "/loop-back"):
+            target = "/loop-back" if path == "/loop" else "http://127.0.0.1:%d/loop"
+            target = target.replace("%d", str(self.server.server_address[1]))
+            self.head("301 Moved Permanently", 0, f"Location: {target}\r\n")
+            return True
+        elif path == "/to-file":
+            self.head("307 Temporary Redirect", 0, "Location: file:///etc/passwd\r\n")
+            return True
+        elif path == "/no-location":
+            self.head("302 Found", 0)
+            return True
+        elif path.startswith("/away/"):  # to this same server under another host name
+            port = self.server.server_address[1]
+            self.head(
+                "308 Permanent Redirect", 0, f"Location: http://localhost:{port}/encoding\r\n"
+            )
+            return True
+        elif path.startswith("/ranged/"):
+            return self.ranged(path, headers)
         elif path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])
             self.head(f"{code} Whatever", 0, "Retry-After: 3\r\n")
             return True
+        return False
+
+    def ranged(self, path: str, headers: dict[str, str]) -> bool:
+        """``/ranged/<mode>/<name>``: BODY with a validator; the first request is reset at 5000.
+
+        Modes: ``etag``/``date`` (Range honoured; ETag or only Last-Modified), ``ignore`` (always
+        200), ``changed`` (a new ETag after the first request), ``416``, ``wrong`` (a 206 that
+        starts a byte late), ``weak`` (only a weak ETag: nothing to continue against).
+        """
+        mode = path.split("/")[2]
+        with self.server.lock:
+            count = self.server.counts[path] = self.server.counts.get(path, 0) + 1
+        etag = '"v2"' if mode == "changed" and count > 1 else '"v1"'
+        validator = {
+            "date": "Last-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\n",
+            "weak": 'ETag: W/"v1"\r\n',
+        }.get(mode, f"ETag: {etag}\r\n")
+        wanted = headers.get("range")
+        if wanted and mode != "ignore":
+            if mode == "416":
+                self.head("416 Range Not Satisfiable", 0, f"Content-Range: bytes */{len(BODY)}\r\n")
+                return True
+            current = validator.split(": ", 1)[1].strip()
+            if headers.get("if-range") == current:
+                start = int(wanted.removeprefix("bytes=").rstrip("-")) + (mode == "wrong")
+                piece = BODY[start:]
+                extra = f"Content-Range: bytes {start}-{len(BODY) - 1}/{len(BODY)}\r\n"
+                self.head("206 Partial Content", len(piece), extra + validator)
+                self.wfile.write(piece)
+                return True
+        self.head("200 OK", len(BODY), validator)
+        if count > 1:
+            self.wfile.write(BODY)
+            return True
+        self.wfile.write(BODY[:5000])
+        self.wfile.flush()
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         return False
 
 
@@ -180,6 +237,7 @@ class _Server(socketserver.ThreadingTCPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Scripted)
         self.seen: list[tuple[str, dict[str, str]]] = []
+        self.counts: dict[str, int] = {}
         self.release = threading.Event()
         self.lock = threading.Lock()
         self.opened = self.active = self.peak = 0  # TCP connections: accepted, open, most open
@@ -383,7 +441,10 @@ def test_a_read_waits_only_for_what_is_left_of_the_window(server: _Server, tmp_p
     [
         ("/truncated", K.NETWORK, ""),
         ("/reset", K.NETWORK, ""),
-        ("/redirect", K.INVALID_MEDIA, "HTTP 302"),  # media redirects are never followed
+        ("/hops/4", K.INVALID_MEDIA, "more than 3 redirects; refused"),
+        ("/loop", K.INVALID_MEDIA, "redirects in a loop; refused"),
+        ("/to-file", K.INVALID_MEDIA, "a redirect to something other than http(s); refused"),
+        ("/no-location", K.INVALID_MEDIA, "HTTP 302 Found"),
         ("/status/404", K.NOT_FOUND, "HTTP 404"),
         ("/status/410", K.NOT_FOUND, "HTTP 410"),
         ("/status/401", K.AUTH, "HTTP 401"),
@@ -546,13 +607,102 @@ def test_a_connect_that_times_out_is_network(tmp_path: Path) -> None:
     assert files_in(tmp_path) == []
 
 
-def test_a_redirect_is_refused_and_never_followed(fetcher: Fetcher, server: _Server) -> None:
-    before = [path for path, _ in server.seen].count("/ok")
-    error = fetch_error(
-        lambda: fetcher.fetch_bytes(base(server) + "/redirect", {}, what="segment", limit=9)
+def test_up_to_three_redirects_are_followed(fetcher: Fetcher, server: _Server) -> None:
+    assert fetcher.fetch_bytes(base(server) + "/hops/3", {}, what="s", limit=1 << 20) == BODY
+
+
+def test_a_redirect_to_another_host_gets_that_hosts_headers_only(
+    fetcher: Fetcher, server: _Server
+) -> None:
+    asked: list[str] = []
+
+    def hop_headers(url: str) -> dict[str, str]:
+        asked.append(url)
+        return {"X-Hop": "yes"}
+
+    site = {"X-Stream-Token": "t0k3n", "Referer": "http://127.0.0.1/", "Cookie": "sid=1"}
+    body = fetcher.fetch_bytes(
+        base(server) + "/away/1", site, what="s", limit=1024, hop_headers=hop_headers
     )
-    assert (error.kind, error.message) == (K.INVALID_MEDIA, "segment: HTTP 302 Found")
-    assert [path for path, _ in server.seen].count("/ok") == before
+    assert body == b"identity"
+    port = server.server_address[1]
+    assert asked == [f"http://localhost:{port}/encoding"]
+    path, headers = server.seen[-1]
+    assert path == "/encoding"
+    assert headers["host"] == f"localhost:{port}"
+    assert headers["x-hop"] == "yes"
+    assert not {"x-stream-token", "referer", "cookie"} & set(headers)
+    # Without a way to ask, nothing of the first request's goes along either.
+    fetcher.fetch_bytes(base(server) + "/away/2", site, what="s", limit=1024)
+    assert not {"x-stream-token", "referer", "cookie", "x-hop"} & set(server.seen[-1][1])
+
+
+def _ranged_twice(
+    fetcher: Fetcher, server: _Server, dest: Path, mode: str
+) -> tuple[list[int], list[dict[str, str]]]:
+    """Fetch ``/ranged/<mode>/…`` (the first try is cut at 5000 bytes), then fetch it again.
+
+    Returns the bytes the second fetch reported and the headers of every request it made.
+    """
+    url = base(server) + f"/ranged/{mode}/{dest.name}"
+    first = fetch_error(lambda: fetcher.fetch_to_file(url, {}, dest, what="s", limit=1 << 20))
+    assert first.kind is K.NETWORK
+    seen = len(server.seen)
+    counted: list[int] = []
+    size = fetcher.fetch_to_file(url, {}, dest, what="s", limit=1 << 20, on_bytes=counted.append)
+    assert size == len(BODY)
+    assert dest.read_bytes() == BODY
+    assert files_in(dest.parent) == [dest.name]
+    return counted, [headers for _, headers in server.seen[seen:]]
+
+
+@pytest.mark.parametrize(
+    ("mode", "if_range"),
+    [("etag", '"v1"'), ("date", "Wed, 21 Oct 2015 07:28:00 GMT")],
+)
+def test_a_cut_off_body_is_continued_from_where_it_broke_off(
+    fetcher: Fetcher, server: _Server, tmp_path: Path, mode: str, if_range: str
+) -> None:
+    dest = tmp_path / f"{mode}.ts"
+    url = base(server) + f"/ranged/{mode}/{dest.name}"
+    fetch_error(lambda: fetcher.fetch_to_file(url, {}, dest, what="s", limit=1 << 20))
+    # What arrived is kept, with the validator to continue against.
+    assert (tmp_path / f"{mode}.ts.part").read_bytes() == BODY[:5000]
+    assert files_in(tmp_path) == [f"{mode}.ts.part", f"{mode}.ts.part.json"]
+    counted: list[int] = []
+    size = fetcher.fetch_to_file(url, {}, dest, what="s", limit=1 << 20, on_bytes=counted.append)
+    assert (size, sum(counted)) == (len(BODY), len(BODY) - 5000)
+    assert dest.read_bytes() == BODY
+    assert files_in(tmp_path) == [dest.name]
+    headers = server.seen[-1][1]
+    assert (headers["range"], headers["if-range"]) == ("bytes=5000-", if_range)
+
+
+@pytest.mark.parametrize(
+    ("mode", "requests_made"),
+    [
+        ("ignore", 1),  # a 200 to the Range request: its body is the whole file
+        ("changed", 1),  # If-Range no longer matches: the server sends the new file whole
+        ("416", 2),  # the range is refused: asked again without one
+        ("wrong", 2),  # a 206 starting elsewhere is refused: asked again without a range
+    ],
+)
+def test_an_answer_that_does_not_continue_the_part_starts_it_again_cleanly(
+    fetcher: Fetcher, server: _Server, tmp_path: Path, mode: str, requests_made: int
+) -> None:
+    counted, sent = _ranged_twice(fetcher, server, tmp_path / f"{mode}.ts", mode)
+    assert sum(counted) == len(BODY)
+    assert len(sent) == requests_made
+    assert sent[0]["range"] == "bytes=5000-"
+    assert "range" not in sent[-1] or requests_made == 1
+
+
+def test_a_part_without_a_strong_validator_is_not_kept(
+    fetcher: Fetcher, server: _Server, tmp_path: Path
+) -> None:
+    counted, sent = _ranged_twice(fetcher, server, tmp_path / "weak.ts", "weak")
+    assert sum(counted) == len(BODY)
+    assert "range" not in sent[0]
 
 
 def test_requests_carry_our_user_agent_and_the_headers_as_given(
@@ -667,7 +817,7 @@ def test_a_failed_transfer_gives_its_connection_back_closed(
         failing: list[tuple[str, int, Callable[[], Callable[[], bool]], FailureKind]] = [
             ("/status/500", 1 << 20, never, K.HTTP_5XX),
             ("/status/404", 1 << 20, never, K.NOT_FOUND),
-            ("/redirect", 1 << 20, never, K.INVALID_MEDIA),
+            ("/loop", 1 << 20, never, K.INVALID_MEDIA),
             ("/ok", 1 << 20, after_first_read, K.CANCELLED),  # in the middle of the body
             ("/silent-body", 1 << 20, after_first_read, K.CANCELLED),  # nothing more to come
             ("/ok", 10_000, never, K.INVALID_MEDIA),  # over the limit in the middle of the body
@@ -709,19 +859,36 @@ def test_a_closed_session_or_dropped_pool_is_opened_again(server: _Server) -> No
         session.close()
 
 
-def test_a_part_file_left_by_a_killed_run_is_left_alone(
+def test_a_part_in_use_makes_a_throwaway_part_and_stale_ones_are_left_alone(
     fetcher: Fetcher, server: _Server, tmp_path: Path
 ) -> None:
-    # A run killed with SIGKILL leaves its .part; a later run with the same pid may count up to
-    # the same name. O_EXCL makes it pick another instead of writing into (or failing on) it.
+    # Another request of this process holds 000001.ts.part: this one writes a part of its own,
+    # by pid and counter; O_EXCL makes it skip a name a killed run with our pid left behind.
     dest = tmp_path / "000001.ts"
-    number = next(copy.copy(http._PART_NUMBERS))  # the next name this process would use
+    number = next(copy.copy(parts._PART_NUMBERS))  # the next name this process would use
     stale = tmp_path / f"000001.ts.{os.getpid()}-{number}.part"
     stale.write_bytes(b"stale")
-    fetcher.fetch_to_file(base(server) + "/ok", {}, dest, what="s", limit=1 << 20)
+    with parts.PartFile.claim(dest):
+        fetcher.fetch_to_file(base(server) + "/ok", {}, dest, what="s", limit=1 << 20)
     assert dest.read_bytes() == BODY
     assert stale.read_bytes() == b"stale"
     assert files_in(tmp_path) == sorted([dest.name, stale.name])
+
+
+def test_a_part_without_its_note_is_started_again(
+    fetcher: Fetcher, server: _Server, tmp_path: Path
+) -> None:
+    # Killed before the note was written (or a note that is not ours): nothing says what the
+    # part holds, so it is never continued.
+    dest = tmp_path / "000002.ts"
+    (tmp_path / "000002.ts.part").write_bytes(b"junk" * 100)
+    (tmp_path / "other.ts.part").write_bytes(b"junk")
+    (tmp_path / "other.ts.part.json").write_text('{"validator": 5}')
+    fetcher.fetch_to_file(base(server) + "/ok", {}, dest, what="s", limit=1 << 20)
+    fetcher.fetch_to_file(base(server) + "/ok", {}, tmp_path / "other.ts", what="s", limit=1 << 20)
+    assert dest.read_bytes() == (tmp_path / "other.ts").read_bytes() == BODY
+    assert files_in(tmp_path) == [dest.name, "other.ts"]
+    assert "range" not in server.seen[-1][1]
 
 
 def test_a_write_that_fails_midway_is_a_disk_error_and_leaves_no_part(

@@ -8,6 +8,7 @@ the scheduler in ``download/scheduler.py`` owns all shared state.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import threading
@@ -294,7 +295,12 @@ class ChapterWork:
             url,
             what,
             lambda headers: self.fetcher.fetch_bytes(
-                url, headers, what=what, limit=MAX_PLAYLIST_BYTES, cancelled=cancelled
+                url,
+                headers,
+                what=what,
+                limit=MAX_PLAYLIST_BYTES,
+                cancelled=cancelled,
+                hop_headers=self.hop_headers,
             ),
             cancelled,
             on_retry,
@@ -323,6 +329,7 @@ class ChapterWork:
                 limit=segment.size_limit,
                 on_bytes=on_bytes,
                 cancelled=cancelled,
+                hop_headers=self.hop_headers,
             ),
             cancelled,
             on_retry,
@@ -348,7 +355,7 @@ class ChapterWork:
             raise disk_error_for(err, job.workdir) from err
         what = f"chapter {job.index} audio file"
         dest = job.workdir / "source.mp3"
-        return self.request(
+        size = self.request(
             url,
             what,
             lambda headers: self.fetcher.fetch_to_file(
@@ -359,10 +366,27 @@ class ChapterWork:
                 limit=MAX_DIRECT_FILE_BYTES,
                 on_bytes=on_bytes,
                 cancelled=cancelled,
+                hop_headers=self.hop_headers,
             ),
             cancelled,
             on_retry,
         )
+        try:
+            problem = listed_mismatch(dest, size, job.track)
+        except OSError as err:
+            raise disk_error_for(err, dest) from err
+        if problem is not None:
+            # Never kept: the retry fetches the file from its first byte.
+            with contextlib.suppress(OSError):
+                dest.unlink()
+            raise DownloadError(
+                f"chapter {job.index}: {problem}", kind=FailureKind.INVALID_MEDIA, retry=True
+            )
+        return size
+
+    def hop_headers(self, url: str) -> dict[str, str]:
+        """What a redirect's target gets: the site's headers for that URL (none off its hosts)."""
+        return self.source.headers(url).headers
 
     def tags(self, job: ChapterJob) -> Tags:
         return Tags(
@@ -475,6 +499,26 @@ class ChapterWork:
             raise DownloadError(
                 f"chapter {job.index}: {problem}", kind=FailureKind.INVALID_MEDIA, retry=True
             )
+
+
+def listed_mismatch(path: Path, size: int, track: Track) -> str | None:
+    """How a fetched plain file differs from what the host lists for it (None: it does not).
+
+    The size first (free), then md5 and sha1 in one read of the file, only those listed.
+    """
+    if track.size is not None and size != track.size:
+        return f"size {size} B, the host lists {track.size} B"
+    listed = {name: value for name, value in (("md5", track.md5), ("sha1", track.sha1)) if value}
+    if not listed:
+        return None
+    digests = {name: hashlib.new(name, usedforsecurity=False) for name in listed}
+    for chunk in _read_files([path]):
+        for digest in digests.values():
+            digest.update(chunk)
+    for name, value in listed.items():
+        if digests[name].hexdigest() != value.lower():
+            return f"{name} differs from the host's"
+    return None
 
 
 def _read_files(paths: list[Path]) -> Iterator[bytes]:

@@ -74,7 +74,7 @@ def classify_status(status: int) -> FailureKind:
         return K.TIMEOUT
     if 500 <= status <= 599:
         return K.HTTP_5XX
-    # Other 4xx, and 1xx-3xx that reach here (we never follow redirects for media): permanent.
+    # Other 4xx, and 1xx-3xx that reach here (a 3xx that is no redirect we follow): permanent.
     return K.INVALID_MEDIA
 
 

@@ -11,6 +11,12 @@ cut by the deadline: ``transfer_timeout`` seconds, plus one second per ``MIN_TRA
 bytes received. Bodies stream to disk in writes of about ``CHUNK`` bytes; nothing holds more
 than two chunks of a body in memory.
 
+Redirects (301/302/303/307/308) are followed up to ``MAX_REDIRECTS`` hops, to http(s) only and
+never back to a URL already visited; each hop sends the headers the caller's ``hop_headers``
+gives for its own URL, so a site's tokens and cookies stay on the site's hosts. A body cut off
+in the middle is continued from where it broke off by the next request for it (``Range`` and
+``If-Range``, see :meth:`Fetcher.fetch_to_file` and ``net/parts.py``).
+
 Media requests go straight to the session's own urllib3 pool (the same keep-alive connections,
 limits and TLS settings ``requests`` uses): ``requests``' per-call preparation (merging
 settings, cookies, hooks) cost a third of the process's CPU time on a book of small segments.
@@ -21,14 +27,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import http.client
-import itertools
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
 import urllib3
@@ -45,6 +50,8 @@ from tokysnatcher.net.failures import (
     parse_retry_after,
 )
 from tokysnatcher.net.limits import CHUNK, RateLimiter, Transfer
+from tokysnatcher.net.parts import PartFile, Validator, range_problem, validator_of
+from tokysnatcher.net.urls import is_http_url
 from tokysnatcher.utils.atomic import disk_error_for
 
 STALL_MIN_BYTES = 1024
@@ -56,11 +63,11 @@ TOO_SLOW_HINT = "The server sends too slowly; a larger --transfer-timeout may he
 REPORT_EVERY = 0.2  # seconds: the longest a received chunk waits to be written and reported
 USER_AGENT = "tokysnatcher (+https://github.com/tokysnatcher/tokysnatcher)"
 
-# ``.part`` names: this process's id and a counter. Two attempts of one chapter may fetch the same
-# segment at once; the counter keeps their names apart, O_EXCL guards against anything else
-# (a file left by a killed run whose pid was this one).
-_PID = os.getpid()
-_PART_NUMBERS = itertools.count(1)
+# Redirects of a media request: archive.org sends one (to a storage host), others may chain two;
+# beyond three, or to a URL already visited, a server is going in circles.
+MAX_REDIRECTS = 3
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+HopHeaders = Callable[[str], dict[str, str]]  # a request's headers for a redirect's target
 _REQUEST_ERRORS = (
     requests.RequestException,  # an unusable URL (scheme, host) found while picking the pool
     urllib3.exceptions.HTTPError,
@@ -241,7 +248,58 @@ class Fetcher:
         headers.update(given)
         return headers
 
-    def _open(self, url: str, headers: dict[str, str], what: str) -> urllib3.BaseHTTPResponse:
+    def _open(
+        self,
+        url: str,
+        headers: dict[str, str],
+        what: str,
+        *,
+        hop_headers: HopHeaders | None = None,
+        extra: dict[str, str] | None = None,
+        allow: frozenset[int] = frozenset(),
+    ) -> urllib3.BaseHTTPResponse:
+        """Send the GET, following up to ``MAX_REDIRECTS`` redirects; a 2xx (or ``allow``) answer.
+
+        ``headers`` go to ``url`` only: each hop's are asked of ``hop_headers`` for its own URL
+        (none when not given), so a site's cookies and tokens never reach another host. ``extra``
+        (our own: Range, If-Range) goes to every hop.
+        """
+        seen = {url}
+        for hop in range(MAX_REDIRECTS + 1):
+            response = self._send(url, {**headers, **(extra or {})}, what)
+            location = response.headers.get("Location")
+            if response.status not in REDIRECTS or not location:
+                break
+            _finish(response)
+            if hop == MAX_REDIRECTS:
+                raise _redirect_error(what, f"more than {MAX_REDIRECTS} redirects")
+            try:
+                url = requote_uri(urljoin(url, location.strip()))
+            except ValueError as err:
+                raise _redirect_error(what, "a redirect to a malformed address") from err
+            if not is_http_url(url) or not urlsplit(url).hostname:
+                raise _redirect_error(what, "a redirect to something other than http(s)")
+            if url in seen:
+                raise _redirect_error(what, "redirects in a loop")
+            seen.add(url)
+            headers = hop_headers(url) if hop_headers is not None else {}
+        if response.status >= 300 and response.status not in allow:
+            status = response.status
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
+            reason = response.reason or ""
+            _finish(response)
+            # A 3xx that is no redirect we follow is as unusable as a bad 4xx.
+            kind = FailureKind.INVALID_MEDIA if status < 400 else classify_status(status)
+            raise SegmentError(
+                f"{what}: HTTP {status} {reason}".rstrip(),
+                kind=kind,
+                retry_after=retry_after,
+                hint=kind_hint(kind),
+            )
+        return response
+
+    def _send(self, url: str, headers: dict[str, str], what: str) -> urllib3.BaseHTTPResponse:
+        """One request, no redirect followed: the answer whatever its status."""
         try:
             url = requote_uri(url)  # as requests would send it (spaces, non-ASCII escaped)
             parts = urlsplit(url)
@@ -262,27 +320,13 @@ class Fetcher:
                 )
 
             try:
-                response = send()
+                return send()
             except ClosedPoolError:
                 # The pool was closed between our lookup and its use (nothing was sent yet):
                 # once more with the pool the session has now.
-                response = send()
+                return send()
         except _REQUEST_ERRORS as err:
             raise self._transfer_error(err, what) from err
-        if response.status >= 300:
-            status = response.status
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
-            reason = response.reason or ""
-            _finish(response)
-            # We never follow redirects for media: a 3xx is as unusable as a bad 4xx.
-            kind = FailureKind.INVALID_MEDIA if status < 400 else classify_status(status)
-            raise SegmentError(
-                f"{what}: HTTP {status} {reason}".rstrip(),
-                kind=kind,
-                retry_after=retry_after,
-                hint=kind_hint(kind),
-            )
-        return response
 
     def _transfer_error(self, err: BaseException, what: str) -> DownloadError:
         """A failed request or read, classified by ``net/failures`` and named for the user."""
@@ -367,12 +411,15 @@ class Fetcher:
         limit: int,
         on_bytes: Callable[[int], None] | None,
         cancelled: Callable[[], bool] | None,
+        first_write: Callable[[], None] | None = None,
     ) -> int:
         """Write the body to ``fd`` in batches and report them to ``on_bytes``; its size.
 
         A batch goes out once it holds ``CHUNK`` bytes or is ``REPORT_EVERY`` seconds old: a
         small segment arrives in a few reads but costs one write and one report (whose
         callback takes locks), and a slow transfer still shows progress several times a second.
+        ``first_write`` runs before the first batch that is not also the last: a body that
+        arrives in one batch never needs it (it is whole by the time it is written).
         """
         size = batched = 0
         batch: list[bytes] = []
@@ -384,6 +431,9 @@ class Fetcher:
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= CHUNK or self._clock() - began >= REPORT_EVERY:
+                    if first_write is not None:
+                        first_write()
+                        first_write = None
                     _flush(fd, batch, batched, on_bytes)
                     size += batched
                     batch, batched = [], 0
@@ -391,6 +441,16 @@ class Fetcher:
                 _flush(fd, batch, batched, on_bytes)
                 size += batched
                 batched = 0
+        except DownloadError as err:
+            # What arrived before a break is kept too: a continued transfer asks only for the
+            # rest. A disk that refuses it now is the next write's to report.
+            if batched and (err.kind.transient or err.kind is FailureKind.CANCELLED):
+                with contextlib.suppress(OSError):
+                    if first_write is not None:
+                        first_write()
+                    _flush(fd, batch, batched, on_bytes)
+                    batched = 0
+            raise
         finally:
             if batched and on_bytes is not None:
                 on_bytes(batched)  # received, though not written: the network did deliver them
@@ -404,11 +464,15 @@ class Fetcher:
         what: str,
         limit: int,
         cancelled: Callable[[], bool] | None = None,
+        hop_headers: HopHeaders | None = None,
     ) -> bytes:
-        """A small body (a playlist) into memory, at most ``limit`` bytes."""
+        """A small body (a playlist) into memory, at most ``limit`` bytes (see :meth:`_open`)."""
         self.transfer.started()
         try:
-            response = self._open(url, headers, what)
+            response = self._open(url, headers, what, hop_headers=hop_headers)
+            if response.status == 206:
+                _finish(response)
+                raise _partial_error(what)
             try:
                 return b"".join(self._chunks(response, what, limit, cancelled))
             finally:
@@ -426,57 +490,153 @@ class Fetcher:
         limit: int,
         on_bytes: Callable[[int], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        hop_headers: HopHeaders | None = None,
     ) -> int:
-        """Stream a body to ``dest``; it appears under that name only when complete.
+        """Stream a body to ``dest``; it appears under that name only when complete. Its size.
 
-        The body goes to a ``.part`` file of this call's own (two attempts of one chapter may
-        fetch the same segment at once; each writes its own file and the rename is atomic).
+        The body goes to ``<dest>.part`` (see ``net/parts.py``). A part an earlier request left
+        is continued with ``Range: bytes=N-`` and ``If-Range``: a 206 is taken only when its
+        Content-Range starts at N and the file is the size it was; a 200 (the file changed, or
+        the server ignores ranges), a 416 or any other 206 start the part again from byte 0. A
+        transfer that breaks off keeps its part when it can be continued (the server gave a
+        validator); anything else removes it. Only the bytes received now go to ``on_bytes``.
         """
-        part: Path | None = None
         self.transfer.started()
         try:
-            response = self._open(url, headers, what)
+            with PartFile.claim(dest) as part:
+                return self._fetch_part(
+                    url, headers, part, what, limit, on_bytes, cancelled, hop_headers
+                )
+        finally:
+            self.transfer.ended()
+
+    def _fetch_part(
+        self,
+        url: str,
+        headers: dict[str, str],
+        part: PartFile,
+        what: str,
+        limit: int,
+        on_bytes: Callable[[int], None] | None,
+        cancelled: Callable[[], bool] | None,
+        hop_headers: HopHeaders | None,
+    ) -> int:
+        fd: int | None = None
+        try:
             try:
+                fd, offset, validator = part.open()
+                if offset > limit:
+                    part.restart(fd)
+                    offset, validator = 0, None
+            except OSError as err:
+                raise disk_error_for(err, part.path) from err
+            response = self._open_from(url, headers, what, hop_headers, fd, part, offset, validator)
+            try:
+                if response.status != 206:
+                    offset = 0
+                    length = response.headers.get("Content-Length")
+                    size = int(length) if length and length.isdigit() else None
+                    validator = validator_of(response.headers, size)
                 # The body reader raises only DownloadError, so an OSError here is the disk's
-                # (opening, writing, closing, or the rename).
+                # (the note, writing, closing, or the rename).
                 try:
-                    part, fd = _create_part(dest)
-                    try:
-                        size = self._write_body(fd, response, what, limit, on_bytes, cancelled)
-                    finally:
-                        os.close(fd)
-                    part.replace(dest)
-                    part = None
+                    received = self._write_body(
+                        fd,
+                        response,
+                        what,
+                        limit - offset,
+                        on_bytes,
+                        cancelled,
+                        first_write=lambda: part.remember(validator),
+                    )
+                    written, fd = fd, None
+                    os.close(written)
+                    part.complete()
                 except DownloadError:
                     raise
                 except OSError as err:
                     # Any local write failure ends the run: a folder we cannot write to fails
                     # every chapter.
-                    raise disk_error_for(err, part or dest) from err
-                return size
+                    raise disk_error_for(err, part.path) from err
+                return offset + received
             finally:
                 _finish(response)
-        except BaseException:
-            if part is not None:
-                with contextlib.suppress(OSError):
-                    part.unlink()
+        except DownloadError as err:
+            _close(fd)
+            if (err.kind.transient or err.kind is FailureKind.CANCELLED) and not err.kind.stops_run:
+                part.keep_or_discard()
+            else:
+                part.discard()
             raise
-        finally:
-            self.transfer.ended()
+        except BaseException:  # Ctrl-C: what the part holds is kept for the next run
+            _close(fd)
+            part.keep_or_discard()
+            raise
+
+    def _open_from(
+        self,
+        url: str,
+        headers: dict[str, str],
+        what: str,
+        hop_headers: HopHeaders | None,
+        fd: int,
+        part: PartFile,
+        offset: int,
+        validator: Validator | None,
+    ) -> urllib3.BaseHTTPResponse:
+        """The answer that continues the part from ``offset``, else one for the whole body.
+
+        A part that cannot be continued is emptied here: the caller writes from its start.
+        """
+        if offset and validator is not None:
+            ranged = {"Range": f"bytes={offset}-", "If-Range": validator.value}
+            response = self._open(
+                url,
+                headers,
+                what,
+                hop_headers=hop_headers,
+                extra=ranged,
+                allow=frozenset({416}),
+            )
+            if response.status == 206:
+                # A server that ignores If-Range but names its version shows a change too.
+                now = validator_of(response.headers, validator.size)
+                problem = range_problem(response.headers.get("Content-Range"), offset, validator)
+                if problem is None and (now is None or now.value == validator.value):
+                    return response
+            whole = response.status not in (206, 416)  # the server sends it all again
+            if not whole:
+                _finish(response)
+            try:
+                part.restart(fd)
+            except OSError as err:
+                if whole:
+                    _finish(response)
+                raise disk_error_for(err, part.path) from err
+            if whole:
+                return response
+        response = self._open(url, headers, what, hop_headers=hop_headers)
+        if response.status == 206:
+            _finish(response)
+            raise _partial_error(what)
+        return response
 
 
-def _create_part(dest: Path) -> tuple[Path, int]:
-    """A new, empty ``.part`` file next to ``dest`` (never one that exists), and its descriptor.
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
-    A raw descriptor rather than a buffered file: chunks are 16-64 KiB already, and it spares
-    the isatty/lseek/fstat calls of ``open()`` on every segment.
-    """
-    while True:
-        part = dest.with_name(f"{dest.name}.{_PID}-{next(_PART_NUMBERS)}.part")
-        try:
-            return part, os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            continue  # left by a killed run that had our pid: take the next number
+
+def _partial_error(what: str) -> SegmentError:
+    return SegmentError(
+        f"{what}: a partial answer (HTTP 206) to a request for the whole file",
+        kind=FailureKind.INVALID_MEDIA,
+    )
+
+
+def _redirect_error(what: str, reason: str) -> SegmentError:
+    return SegmentError(f"{what}: {reason}; refused", kind=FailureKind.INVALID_MEDIA)
 
 
 def _flush(fd: int, batch: list[bytes], size: int, on_bytes: Callable[[int], None] | None) -> None:

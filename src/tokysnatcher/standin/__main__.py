@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--token-max-uses", type=int, default=None, help="audio requests a token allows")
     add("--api-error-rate", type=float, default=0.0, help="fraction of JSON API calls that 503")
     add("--missing", type=_missing, action="append", default=[], help="SLUG:INDEX answers 404")
+    add("--ignore-range", action="store_true", help="answer Range requests with the whole file")
+    add("--validator-epoch", type=int, default=0, help="another N: every file has changed")
+    add("--redirect-media", action="store_true", help="302 files and segments to a second host")
     add("--cache-dir", default=None, help="where generated media is cached")
     add("--ffmpeg", default=None, help="ffmpeg binary used to generate media")
     add("-v", "--verbose", action="store_true", help="log every request to stderr")
@@ -77,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             token_max_uses=args.token_max_uses,
             api_error_rate=args.api_error_rate,
             missing_tracks=frozenset(args.missing),
+            ignore_range=args.ignore_range,
+            validator_epoch=args.validator_epoch,
+            redirect_media=args.redirect_media,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -33,6 +33,11 @@ class Faults:
     ``trickle_bytes`` at a time, one piece every ``trickle_every`` seconds: 1 byte a second
     never trips a per-read socket timeout; just over 1 KiB per stall window never trips the
     stall rule either (SPEC §5).
+    Direct files and segments carry an ETag and Last-Modified and honour ``Range``
+    (``standin/ranges.py``): ``ignore_range`` answers every request whole (200), and another
+    ``validator_epoch`` is another version of every file (the file changed between runs).
+    ``redirect_media`` answers them with a 302 to a second listener (``localhost``, another
+    port) that serves them without a token and records the headers it receives.
     """
 
     seed: int = 0
@@ -51,6 +56,9 @@ class Faults:
     trickle: frozenset[str] = field(default_factory=frozenset)
     trickle_bytes: int = 1
     trickle_every: float = 1.0
+    ignore_range: bool = False
+    validator_epoch: int = 0
+    redirect_media: bool = False
 
     def __post_init__(self) -> None:
         # Accept lists from callers and the CLI; store hashable, immutable values.
@@ -66,7 +74,14 @@ class Faults:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, not {value}")
-        for name in ("retry_after", "stall_seconds", "latency", "connection_setup", "fail_first"):
+        for name in (
+            "retry_after",
+            "stall_seconds",
+            "latency",
+            "connection_setup",
+            "fail_first",
+            "validator_epoch",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.trickle_bytes < 1 or not self.trickle_every > 0:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import socket
 import struct
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from tokysnatcher.standin import api
@@ -22,6 +22,7 @@ from tokysnatcher.standin.content import (
 )
 from tokysnatcher.standin.faults import FaultDecision
 from tokysnatcher.standin.quiet import Abort, QuietHandler
+from tokysnatcher.standin.ranges import answer_range, validators_for
 from tokysnatcher.standin.tokens import TokenCheck
 
 _MAX_BODY = 1024 * 1024
@@ -35,11 +36,12 @@ _CONTENT_TYPES = {
     Resource.JUNK: "video/mp2t",
     Resource.FILE: "audio/mpeg",
 }
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 class StandinHandler(QuietHandler):
     """The main listener: JSON API, HLS audio, direct files, covers, book pages."""
+
+    media_host = False  # True on the listener media is redirected to (see MediaHostHandler)
 
     def setup(self) -> None:
         """Count the connection and apply the connection-setup delay fault."""
@@ -175,6 +177,15 @@ class StandinHandler(QuietHandler):
         return False
 
     def _serve_route(self, route: Route, key: str, *, head: bool) -> None:
+        if (
+            self.state.faults.redirect_media
+            and not self.media_host
+            and route.resource in (Resource.FILE, Resource.SEGMENT)
+        ):
+            # As archive.org does: the file itself lives on another host (faults.redirect_media).
+            location = self.state.media_host_url + self.path
+            self._send(302, "text/plain", [b""], headers={"Location": location}, head=head)
+            return
         fault = None if head else self.state.next_fault(key)
         if fault is not None and fault.kind == "5xx":
             self._send_json(*api.error(fault.status, "injected server error"))
@@ -197,27 +208,27 @@ class StandinHandler(QuietHandler):
             self._send(200, ctype, [body], length=None, fault=fault, head=head)
         else:
             assert route.body is not None
-            self._send_ranged(ctype, self.state.body(route.body), fault=fault, head=head)
+            body = self.state.body(route.body)
+            self._send_ranged(ctype, body, route.body, fault=fault, head=head)
 
     def _send_ranged(
-        self, ctype: str, data: bytes, *, fault: FaultDecision | None, head: bool
+        self, ctype: str, data: bytes, key: Path, *, fault: FaultDecision | None, head: bool
     ) -> None:
-        headers = {"Accept-Ranges": "bytes"}
-        match = _RANGE.fullmatch(self.headers.get("Range", "").strip())
-        if not match or match.groups() == ("", ""):
-            self._send(200, ctype, [data], headers=headers, fault=fault, head=head)
+        faults = self.state.faults
+        answer = answer_range(
+            self.headers.get("Range"),
+            self.headers.get("If-Range"),
+            len(data),
+            validators_for(str(key), len(data), faults.validator_epoch),
+            honour_ranges=not faults.ignore_range,
+        )
+        if answer.status == 416:
+            self._send_json(
+                *api.error(416, "range not satisfiable"), headers=answer.headers, head=head
+            )
             return
-        first, last = match.groups()
-        size = len(data)
-        start = int(first) if first else max(0, size - int(last))
-        end = min(size - 1, int(last)) if first and last else size - 1
-        if start >= size or start > end:
-            headers["Content-Range"] = f"bytes */{size}"
-            self._send_json(*api.error(416, "range not satisfiable"), headers=headers, head=head)
-            return
-        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        piece = data[start : end + 1]
-        self._send(206, ctype, [piece], headers=headers, fault=fault, head=head)
+        piece = data[answer.start : answer.stop]
+        self._send(answer.status, ctype, [piece], headers=answer.headers, fault=fault, head=head)
 
     def _endless(self) -> Iterator[bytes]:
         # Null TS packets: looks like MPEG-TS, carries nothing, never ends.
@@ -296,6 +307,7 @@ class StandinHandler(QuietHandler):
         if length == -1:
             chunks = list(chunks)
             length = sum(len(chunk) for chunk in chunks)
+        self._body_sent = 0
         if fault is not None and fault.before_response and fault.kind in ("reset", "stall"):
             self._fail_connection(fault)
         self.send_response(status)
@@ -310,6 +322,16 @@ class StandinHandler(QuietHandler):
         self.end_headers()
         if head:
             return
+        try:
+            self._send_body(chunks, length, fault)
+        finally:
+            self.state.stats.record_served(
+                self.media_host, self.raw_path(), status, self.headers.get("Range"), self._body_sent
+            )
+
+    def _send_body(
+        self, chunks: Iterable[bytes], length: int | None, fault: FaultDecision | None
+    ) -> None:
         limit: int | None = None
         if fault is not None and fault.kind in ("truncate", "reset", "stall"):
             total = length if length is not None else 4 * _CHUNK
@@ -369,3 +391,32 @@ class StandinHandler(QuietHandler):
     def _pause(self, seconds: float) -> None:
         if seconds > 0 and self.state.stop_event.wait(seconds):
             raise Abort
+
+
+class MediaHostHandler(StandinHandler):
+    """The host media is redirected to (``Faults.redirect_media``): files and segments only.
+
+    It asks for no token (like a storage host behind a signed redirect) and records every
+    request's headers in ``site.stats.other_host_requests``: a client must send it none of the
+    site's.
+    """
+
+    media_host = True
+
+    def _get(self, *, head: bool) -> None:
+        self.state.stats.record_other_host(self.command, self.path, dict(self.headers.items()))
+        self._pause(self.state.faults.latency)
+        path = self.raw_path()
+        route = None
+        for prefix, table in (
+            (AUDIO_PREFIX, self.state.routes.audio),
+            (FILES_PREFIX, self.state.routes.files),
+        ):
+            if path.startswith(prefix):
+                route = table.get(decode_path(path[len(prefix) :]))
+        if route is None or route.resource not in (Resource.FILE, Resource.SEGMENT):
+            self._count("other", path)
+            self._send_json(*api.error(404, "no such file"), head=head)
+            return
+        self._count(route.stat_kind, path)
+        self._serve_route(route, path, head=head)

@@ -17,7 +17,7 @@ from tokysnatcher.standin import api
 from tokysnatcher.standin.catalog import AUDIO_PREFIX, BookSpec, TrackKind, default_catalog
 from tokysnatcher.standin.content import build_routes, encode_path
 from tokysnatcher.standin.faults import Faults
-from tokysnatcher.standin.handler import StandinHandler
+from tokysnatcher.standin.handler import MediaHostHandler, StandinHandler
 from tokysnatcher.standin.media import MediaCache, TrackMedia
 from tokysnatcher.standin.quiet import OtherHostHandler
 from tokysnatcher.standin.state import SiteState
@@ -108,6 +108,7 @@ class StandinSite:
             try:
                 if self._needs_other_host():
                     self._other_host_base = self._start_other_host()
+                state.media_host_url = self._start_media_host()
                 # A wildcard bind is still reached through loopback.
                 host = "127.0.0.1" if main.server_name in ("", "0.0.0.0") else main.server_name
                 state.base_url = f"http://{host}:{main.server_port}"
@@ -173,6 +174,12 @@ class StandinSite:
             name = address if address != "127.0.0.1" else "localhost"
             return f"http://{name}:{port}"
         raise OSError("could not bind a listener for the other-host hostile track")
+
+    def _start_media_host(self) -> str:
+        """The listener ``Faults.redirect_media`` sends media to: ``localhost``, another port."""
+        server = _Server(("127.0.0.1", 0), MediaHostHandler, self._state)
+        self._serve(server, "standin-media-host")
+        return f"http://localhost:{server.server_port}"
 
     # -- information ----------------------------------------------------------------------------
     @property

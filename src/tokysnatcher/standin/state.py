@@ -37,6 +37,7 @@ class SiteState:
         self.clock = clock
         self.verbose = verbose
         self.base_url = ""
+        self.media_host_url = ""  # where Faults.redirect_media sends files and segments
         #: Set when the site stops: every pause (latency, stall, throttle) waits on it.
         self.stop_event = threading.Event()
         self._lock = threading.Lock()

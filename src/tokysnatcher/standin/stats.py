@@ -25,6 +25,16 @@ class OtherHostRequest(NamedTuple):
     headers: CaseInsensitiveDict[str]
 
 
+class ServedBody(NamedTuple):
+    """One response body the site sent (or began to send), in the order they ended."""
+
+    media_host: bool  # sent by the host media is redirected to
+    path: str
+    status: int
+    range: str | None  # the request's Range header
+    sent: int  # body bytes written
+
+
 class SiteStats:
     """Counters; every property returns a copy taken under the lock.
 
@@ -46,6 +56,7 @@ class SiteStats:
             self._fault_log: list[FaultEvent] = []
             self._paths: Counter[str] = Counter()
             self._other_host: list[OtherHostRequest] = []
+            self._served: list[ServedBody] = []
             self._connections = 0
             self._active = 0
             self._peak = 0
@@ -73,6 +84,13 @@ class SiteStats:
         """Count body bytes written to clients."""
         with self._lock:
             self._bytes_sent += count
+
+    def record_served(
+        self, media_host: bool, path: str, status: int, range_header: str | None, sent: int
+    ) -> None:
+        """Keep what one response's body amounted to."""
+        with self._lock:
+            self._served.append(ServedBody(media_host, path, status, range_header, sent))
 
     def connection_opened(self) -> None:
         """Count a newly accepted TCP connection."""
@@ -151,6 +169,12 @@ class SiteStats:
         """Requests received by the other-host listener, headers case-insensitive."""
         with self._lock:
             return list(self._other_host)
+
+    @property
+    def served(self) -> list[ServedBody]:
+        """Every response body sent, with its status, Range and byte count."""
+        with self._lock:
+            return list(self._served)
 
     @property
     def other_host_headers(self) -> list[CaseInsensitiveDict[str]]:
