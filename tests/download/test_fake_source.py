@@ -64,6 +64,8 @@ class FileSite(http.server.BaseHTTPRequestHandler):
 class FakeSource:
     """A site with two chapters as direct MP3 files and a token that must be renewed."""
 
+    renewed_message = "fake token renewed"
+
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.generation = 0

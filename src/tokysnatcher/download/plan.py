@@ -135,6 +135,7 @@ def prepare(
         folder, book=_book_info(book, playlist, fmt), tool_version=__version__
     )
     warnings = [f"track without audio skipped: {title}" for title in playlist.skipped]
+    warnings += [f"not available yet, not downloaded: {name}" for name in playlist.unavailable]
     usable = manifest
     if manifest is not None:
         warnings.extend(manifest.warnings)
