@@ -12,6 +12,7 @@ import pytest
 from helpers import FFMPEG
 from tokysnatcher.ffmpeg import processes
 from tokysnatcher.standin import StandinSite
+from tokysnatcher.standin.librivox.server import LibrivoxSite
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +49,24 @@ def in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
     yield
     signal.signal(signal.SIGTERM, previous)
     processes.reopen()  # a run's end closed the registry of ffmpeg children
+
+
+@pytest.fixture(scope="session")
+def librivox_site(standin_cache: Path) -> Iterator[LibrivoxSite]:
+    """One LibriVox stand-in for the session; tests that change its switches restore them.
+
+    Files are served at ``/download/`` directly: the redirect to the file host is turned on by
+    the tests about it (``librivox_redirecting``).
+    """
+    with LibrivoxSite(cache_dir=standin_cache, redirect=False) as running:
+        yield running
+
+
+@pytest.fixture
+def librivox_redirecting(librivox_site: LibrivoxSite) -> Iterator[LibrivoxSite]:
+    """The session's LibriVox stand-in with archive.org's redirect to another host on."""
+    librivox_site.data.redirect = True
+    try:
+        yield librivox_site
+    finally:
+        librivox_site.data.redirect = False

@@ -100,6 +100,32 @@ def metadata(path: Path) -> dict[str, str]:
     return tags
 
 
+def chapters(path: Path) -> list[tuple[float, float, str]]:
+    """(start, end, title) per chapter, read with ``ffmpeg -i X -f ffmetadata -``."""
+    out = subprocess.run(
+        [FFMPEG, "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    found: list[dict[str, str]] = []
+    for line in out.splitlines():
+        if line == "[CHAPTER]":
+            found.append({})
+        elif found and "=" in line:
+            key, _, value = line.partition("=")
+            found[-1][key.lower()] = value
+    result = []
+    for chapter in found:
+        num, den = (int(x) for x in chapter["timebase"].split("/"))
+        scale = num / den
+        result.append(
+            (int(chapter["start"]) * scale, int(chapter["end"]) * scale, chapter["title"])
+        )
+    return result
+
+
 def audio_info(path: Path) -> tuple[str, float]:
     """(codec, duration in seconds) of the first audio stream, read by decoding with ffmpeg."""
     result = subprocess.run(

@@ -55,9 +55,14 @@ EPILOG = """\
   In a script: one summary line and a JSON report:
     [cyan]tokysnatcher some-book -q --report run.json[/cyan]
 
-  Search, or try everything against the bundled stand-in site:
+  A LibriVox book (public domain) as one m4b, the 128 kb/s originals; search LibriVox:
+    [cyan]tokysnatcher librivox:47 --format m4b --quality high[/cyan]
+    [cyan]tokysnatcher -s dumas --source librivox[/cyan]
+
+  Search, or try everything against the bundled stand-in site (tokybook or librivox):
     [cyan]tokysnatcher -s "sherlock"[/cyan]
     [cyan]tokysnatcher --demo[/cyan]
+    [cyan]tokysnatcher --demo librivox[/cyan]
 
   Defaults can live in [bold]<user config dir>/tokysnatcher/config.toml[/bold]: keys are the
   long option names, [bold]\\[profiles.NAME][/bold] tables are picked with --profile NAME.
@@ -147,7 +152,9 @@ def command(
         typer.Argument(
             metavar="URL",
             help="Book page URL (https://tokybook.com/post/<slug>, with or without scheme), "
-            "a URL on --base-url's host, or the bare slug. Without it, in a terminal: a menu.",
+            "a URL on --base-url's host, or the bare slug; for LibriVox librivox:<id>, the "
+            "book's page (https://librivox.org/<book>/) or an API URL with id=. Without it, in "
+            "a terminal: a menu.",
             show_default=False,
         ),
     ] = None,
@@ -236,6 +243,17 @@ def command(
             show_default=False,
         ),
     ] = False,
+    quality: Annotated[
+        str | None,
+        typer.Option(
+            "--quality",
+            metavar="LEVEL",
+            help="LibriVox: standard (the 64 kb/s MP3s) or high (the 128 kb/s originals, "
+            "where the item lists them)." + _default(_setting("quality")),
+            rich_help_panel=DOWNLOAD,
+            show_default=False,
+        ),
+    ] = None,
     jobs: Annotated[
         str | None,
         typer.Option(
@@ -319,7 +337,9 @@ def command(
             "--base-url",
             metavar="URL",
             parser=_base_url,
-            help="Site root. \\[env: TOKYSNATCHER_BASE_URL]" + _default(DEFAULT_BASE_URL),
+            help="tokybook's site root (LibriVox's: TOKYSNATCHER_LIBRIVOX_URL and "
+            "TOKYSNATCHER_ARCHIVE_URL). \\[env: TOKYSNATCHER_BASE_URL]"
+            + _default(DEFAULT_BASE_URL),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -343,6 +363,17 @@ def command(
             metavar="QUERY",
             parser=_option(parse_text),
             help="Search the site: pick a result in a terminal, a numbered list otherwise.",
+            rich_help_panel=LIBRARY,
+            show_default=False,
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            metavar="SITE",
+            help="The site --search asks: tokybook or librivox (a URL or librivox:<id> names "
+            "its own)." + _default(_setting("source")),
             rich_help_panel=LIBRARY,
             show_default=False,
         ),
@@ -384,7 +415,8 @@ def command(
             "--demo",
             metavar="",
             help="Start the bundled stand-in site on 127.0.0.1 and download a sample book from "
-            "it (into a temporary folder, or -d).",
+            "it (into a temporary folder, or -d); --demo librivox: the LibriVox stand-in, "
+            "as m4b.",
             rich_help_panel=LIBRARY,
             show_default=False,
         ),
@@ -501,6 +533,8 @@ def command(
         "verbosity": verbosity,
         "no_cover": no_cover or None,
         "keep_parts": keep_parts or None,
+        "quality": quality,
+        "source": source,
     }
     settings: Settings = load_settings(
         {k: v for k, v in cli_values.items() if v is not None},
@@ -513,7 +547,8 @@ def command(
     exclusive = [
         name
         for name, on in (
-            ("URL", url is not None),
+            # --demo's URL argument names which stand-in site: "--demo librivox".
+            ("URL", url is not None and not demo),
             ("--search", search is not None),
             ("--verify-folder", verify_folder is not None),
             ("--list-downloads", list_downloads),
@@ -530,7 +565,7 @@ def command(
     if demo:
         from tokysnatcher.actions.download import demo as run_demo
 
-        code = run_demo(settings, output, directory_given=directory is not None)
+        code = run_demo(settings, output, directory_given=directory is not None, site=url)
     elif verify_folder is not None:
         from tokysnatcher.actions.library import verify
 

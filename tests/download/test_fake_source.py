@@ -67,6 +67,8 @@ class FileSite(http.server.BaseHTTPRequestHandler):
 class FakeSource:
     """A site with two chapters as direct MP3 files and a token that must be renewed."""
 
+    renewed_message = "fake token renewed"
+
     def __init__(self, base_url: str, listed: dict[int, dict[str, Any]] | None = None) -> None:
         self.base_url = base_url
         self.listed = listed or {}  # what the host lists for a part: size, md5, sha1

@@ -15,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FFMPEG, audio_info, cli_env, fast_options, metadata, pcm, run_cli, tree
+from helpers import (
+    FFMPEG,
+    audio_info,
+    chapters,
+    cli_env,
+    fast_options,
+    metadata,
+    pcm,
+    run_cli,
+    tree,
+)
 from tokysnatcher.standin import StandinSite
 from tokysnatcher.standin.catalog import make_book
 from tokysnatcher.utils.atomic import sha256_file
@@ -34,32 +44,6 @@ def book_folder(root: Path) -> Path:
 
 def parts_of(folder: Path) -> list[Path]:
     return sorted((folder / ".tokysnatcher" / "parts").glob("*.m4a"))
-
-
-def chapters(path: Path) -> list[tuple[float, float, str]]:
-    """(start, end, title) per chapter, read with ``ffmpeg -i X -f ffmetadata -``."""
-    out = subprocess.run(
-        [FFMPEG, "-v", "error", "-i", path, "-f", "ffmetadata", "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    found: list[dict[str, str]] = []
-    for line in out.splitlines():
-        if line == "[CHAPTER]":
-            found.append({})
-        elif found and "=" in line:
-            key, _, value = line.partition("=")
-            found[-1][key.lower()] = value
-    result = []
-    for chapter in found:
-        num, den = (int(x) for x in chapter["timebase"].split("/"))
-        scale = num / den
-        result.append(
-            (int(chapter["start"]) * scale, int(chapter["end"]) * scale, chapter["title"])
-        )
-    return result
 
 
 def stream_lines(path: Path) -> list[str]:

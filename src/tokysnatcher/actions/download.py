@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 
 from tokysnatcher import __version__
-from tokysnatcher.config.settings import OutputFormat, Settings
+from tokysnatcher.config.settings import SOURCE_NAMES, OutputFormat, Settings
 from tokysnatcher.download.plan import BookPlan, ResumeMode, check_destination, prepare
 from tokysnatcher.download.results import RunResult
 from tokysnatcher.download.run import Runtime, execute, open_run, open_runtime, run_state
@@ -23,7 +23,7 @@ from tokysnatcher.download.state import RunState
 from tokysnatcher.errors import ExitCode, FailureKind, FfmpegError, Interrupted, UsageError
 from tokysnatcher.ffmpeg.binary import MP3_TO_AAC_NOTICE, FfmpegInfo, resolve_ffmpeg
 from tokysnatcher.library.manifest import ManifestManager
-from tokysnatcher.sources.tokybook import base_url_args
+from tokysnatcher.sources.registry import again_command
 from tokysnatcher.ui.display import visible
 from tokysnatcher.ui.output import Output
 from tokysnatcher.utils.atomic import atomic_write_json
@@ -38,9 +38,10 @@ DEMO_BANDWIDTH = 20_000  # bytes per second per connection
 
 
 def resume_command(plan: BookPlan, settings: Settings) -> str:
-    parts = ["tokysnatcher", plan.book.source_url, "-d", str(settings.directory)]
+    again = again_command(plan.book.source_url, plan.book.slug, settings, site_from_page=False)
+    parts = [*again.head, "-d", str(settings.directory)]
     parts += ["--format", str(settings.output_format)]
-    parts += base_url_args(settings.base_url)
+    parts += again.site
     if settings.chapters:
         parts += ["--chapters", str(settings.chapters)]
     parts.append("--resume")
@@ -82,7 +83,7 @@ def _ask_resume(plan: BookPlan, output: Output) -> ResumeMode | None:
 def download(ref: str, settings: Settings, output: Output) -> ExitCode:
     """Download one book (or plan it with ``--dry-run``)."""
     ffmpeg = resolve_ffmpeg(settings.ffmpeg)
-    runtime = open_runtime(settings, log=output.log)
+    runtime = open_runtime(settings, log=output.log, ref=ref)
     try:
         mode = ResumeMode.REDOWNLOAD if settings.force_redownload else ResumeMode.RESUME
         plan = prepare(ref, settings, runtime.source, mode=mode)
@@ -131,6 +132,14 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
         output.summary(result, state, resume_command(plan, settings))
         if result.interrupted:
             return ExitCode.INTERRUPTED
+        if plan.playlist.unavailable:
+            # The book is not complete until the site publishes them: say so, and fail.
+            names = ", ".join(plan.playlist.unavailable)
+            output.error_line(
+                f"the book is incomplete: not available on the site yet: {names}",
+                "Run the same command again once the site publishes them.",
+            )
+            return ExitCode.FAILED
         return ExitCode.OK if result.ok else ExitCode.FAILED
     finally:
         runtime.close()
@@ -286,23 +295,62 @@ def write_report(path: Path, plan: BookPlan, result: RunResult) -> None:
         raise UsageError(f"--report {path}: cannot write ({err})") from err
 
 
-def demo(settings: Settings, output: Output, *, directory_given: bool) -> ExitCode:
-    """Start the stand-in site on 127.0.0.1 and download its sample book."""
+def demo(
+    settings: Settings, output: Output, *, directory_given: bool, site: str | None = None
+) -> ExitCode:
+    """Start a stand-in site on 127.0.0.1 and download its sample book.
+
+    ``site`` (``--demo librivox``, or ``--source librivox``) picks the LibriVox stand-in.
+    """
     from tokysnatcher.standin import Faults, StandinSite
 
+    name = (site or settings.source).strip().lower()
+    if name not in SOURCE_NAMES:
+        raise UsageError(
+            f"--demo: no stand-in site named {site!r}",
+            hint=f"Use --demo alone, or one of: {', '.join(SOURCE_NAMES)}.",
+        )
     folder = (
         settings.directory
         if directory_given
         else Path(tempfile.mkdtemp(prefix="tokysnatcher-demo-"))
     )
+    if name == "librivox":
+        return _librivox_demo(settings, output, folder)
     output.info(
         "starting the bundled stand-in site on 127.0.0.1 (generating audio on first use)..."
     )
     # A local server answers in microseconds; a distant one's latency and a modest per-connection
     # rate make the demo last a few seconds, long enough to watch the live view work.
-    with StandinSite(faults=Faults(latency=DEMO_LATENCY, bandwidth=DEMO_BANDWIDTH)) as site:
-        demo_settings = settings.replace(base_url=site.base_url, directory=folder)
-        output.info(f"stand-in site at {site.base_url}; downloading {DEMO_SLUG!r} into {folder}")
+    with StandinSite(faults=Faults(latency=DEMO_LATENCY, bandwidth=DEMO_BANDWIDTH)) as standin:
+        demo_settings = settings.replace(base_url=standin.base_url, directory=folder)
+        output.info(f"stand-in site at {standin.base_url}; downloading {DEMO_SLUG!r} into {folder}")
         code = download(DEMO_SLUG, demo_settings, output)
+    output.info(f"demo finished; your files are under {folder}")
+    return code
+
+
+def _librivox_demo(settings: Settings, output: Output, folder: Path) -> ExitCode:
+    """The LibriVox stand-in's sample book, as one m4b."""
+    from tokysnatcher.standin import Faults
+    from tokysnatcher.standin.librivox.catalog import SAMPLE_ID, default_catalog
+    from tokysnatcher.standin.librivox.server import LibrivoxSite
+
+    output.info(
+        "starting the bundled LibriVox stand-in on 127.0.0.1 (generating audio on first use)..."
+    )
+    faults = Faults(latency=DEMO_LATENCY, bandwidth=DEMO_BANDWIDTH)
+    sample = {SAMPLE_ID: default_catalog()[SAMPLE_ID]}  # only its audio is generated
+    with LibrivoxSite(sample, faults=faults) as site:
+        demo_settings = settings.replace(
+            librivox_url=site.base_url,
+            archive_url=site.base_url,
+            librivox_interval=0.0,  # a local site: no need to be polite
+            output_format=OutputFormat.M4B,
+            directory=folder,
+        )
+        ref = f"librivox:{SAMPLE_ID}"
+        output.info(f"stand-in LibriVox at {site.base_url}; downloading {ref} into {folder}")
+        code = download(ref, demo_settings, output)
     output.info(f"demo finished; your files are under {folder}")
     return code

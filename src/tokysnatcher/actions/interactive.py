@@ -11,11 +11,11 @@ from rich.markup import escape
 from rich.prompt import Prompt
 
 from tokysnatcher.actions.download import download
-from tokysnatcher.config.settings import Settings
+from tokysnatcher.config.settings import SOURCE_NAMES, Settings
 from tokysnatcher.download.run import open_runtime
 from tokysnatcher.errors import ExitCode, UsageError
+from tokysnatcher.sources.registry import check_ref
 from tokysnatcher.sources.source import SearchResult, Source
-from tokysnatcher.sources.tokybook import parse_book_ref
 from tokysnatcher.ui.display import visible
 from tokysnatcher.ui.output import Output
 
@@ -108,8 +108,14 @@ def interactive(settings: Settings, output: Output) -> ExitCode:
         answer = _ask(output, "choose 1-4", default="4").strip().lower()
         choice = next((n for n, letter, _ in _MENU if answer in (n, letter)), None)
         if choice == "1":
+            site = Prompt.ask(
+                "search which site",
+                choices=list(SOURCE_NAMES),
+                default=settings.source,
+                console=output.err,
+            )
             query = _ask(output, "search for (title or author)").strip()
-            picked = pick_result(query, settings, output) if query else None
+            picked = pick_result(query, settings.replace(source=site), output) if query else None
             if picked is not None:
                 return download(picked.slug, settings, output)
         elif choice == "2":
@@ -117,7 +123,7 @@ def interactive(settings: Settings, output: Output) -> ExitCode:
             if not ref:
                 continue
             try:
-                parse_book_ref(ref, settings.base_url)
+                check_ref(ref, settings)
             except UsageError as err:
                 output.err.print(escape(visible(f"{err.message} - {err.hint}")), style="red")
                 continue

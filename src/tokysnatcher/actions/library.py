@@ -16,7 +16,7 @@ from tokysnatcher.config.settings import OutputFormat, Settings
 from tokysnatcher.errors import ExitCode, Interrupted, UsageError
 from tokysnatcher.library.scan import BookInfo, BookState, BookSummary, list_downloads
 from tokysnatcher.library.verify import DeepCheck, VerifyReport, verify_folder
-from tokysnatcher.sources.tokybook import base_url_args, foreign_host
+from tokysnatcher.sources.registry import again_command, again_ref, foreign_host
 from tokysnatcher.ui.output import Output
 
 
@@ -60,11 +60,13 @@ def resume_command_for(book: BookInfo, folder: Path, settings: Settings) -> str:
     """``tokysnatcher <url> -d <root> --format <fmt> --resume`` for a book folder on disk.
 
     The library root is two levels up (``<root>/<Author>/<Title>``). A source on another host
-    than tokybook.com (a stand-in site, a mirror) gets the matching ``--base-url``.
+    than its real site (a stand-in site, a mirror) gets the matching ``--base-url`` (tokybook)
+    or ``TOKYSNATCHER_LIBRIVOX_URL`` (LibriVox).
     """
-    parts = ["tokysnatcher", book.source_url or book.slug, "-d", str(folder.parent.parent)]
+    again = again_command(book.source_url, book.slug, settings, site_from_page=True)
+    parts = [*again.head, "-d", str(folder.parent.parent)]
     parts += ["--format", book.format]
-    parts += base_url_args(settings.base_url, book.source_url)
+    parts += again.site
     parts.append("--resume")
     return shlex.join(parts)
 
@@ -125,7 +127,7 @@ def _resume(chosen: BookSummary, settings: Settings, output: Output) -> ExitCode
             "library root.",
         )
     root = chosen.folder.parent.parent
-    hosts = foreign_host(book.source_url, settings.base_url)
+    hosts = foreign_host(book.source_url, settings)
     if hosts is not None:
         # Never send a request to a host the manifest names unless the user says so.
         source, configured = hosts
@@ -143,4 +145,4 @@ def _resume(chosen: BookSummary, settings: Settings, output: Output) -> ExitCode
         chapters=None,
     )
     output.info(f"resuming {book.title} ({book.format}) into {root}")
-    return download(book.slug or book.source_url, resumed, output)
+    return download(again_ref(book.source_url, book.slug, settings), resumed, output)

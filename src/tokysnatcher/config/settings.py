@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from tokysnatcher.errors import BadValue, UsageError
 from tokysnatcher.utils.units import CHAPTERS_FORM, SPEED_LIMIT_FORM, ChapterSpec, parse_speed_limit
@@ -106,6 +107,44 @@ def _format(raw: object) -> OutputFormat:
         raise BadValue(f"{raw!r} is not a known format") from None
 
 
+class Quality(StrEnum):
+    """Which of a source's audio files to take, where it offers more than one (``--quality``)."""
+
+    STANDARD = "standard"  # what the site streams (LibriVox: the 64 kb/s MP3)
+    HIGH = "high"  # the better original where the site lists one (LibriVox: 128 kb/s)
+
+
+def _quality(raw: object) -> Quality:
+    try:
+        return Quality(str(raw).strip().lower())
+    except ValueError:
+        raise BadValue(f"{raw!r} is not a known quality") from None
+
+
+#: The sources a search can ask (``--source``); the registry maps each name to its code.
+SOURCE_NAMES = ("tokybook", "librivox")
+
+
+def _source(raw: object) -> str:
+    name = str(raw).strip().lower()
+    if name not in SOURCE_NAMES:
+        raise BadValue(f"{raw!r} is not a known source")
+    return name
+
+
+def parse_root_url(raw: object) -> str:
+    """A site root: an http(s) URL with a host, returned without a trailing slash."""
+    text = parse_text(raw).strip()
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or parts.port > 0  # .port raises on a bad port
+    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 bracket
+        raise BadValue(f"{raw!r} is not an http(s) URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise BadValue(f"{raw!r} is not an http(s) URL with a host")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
 def _verbosity(raw: object) -> Verbosity:
     try:
         return Verbosity(str(raw).strip().lower())
@@ -133,6 +172,15 @@ KEYS: dict[str, Key] = {
     "no_cover": Key("no-cover", _flag, "true or false"),
     "keep_parts": Key("keep-parts", _flag, "true or false"),
     "verbosity": Key("verbosity", _verbosity, "one of quiet, normal, verbose, debug"),
+    "source": Key("source", _source, "one of " + ", ".join(SOURCE_NAMES)),
+    "quality": Key("quality", _quality, "one of standard, high"),
+    "librivox_url": Key(
+        "librivox-url", parse_root_url, "an http(s) URL with a host, e.g. https://librivox.org"
+    ),
+    "archive_url": Key(
+        "archive-url", parse_root_url, "an http(s) URL with a host, e.g. https://archive.org"
+    ),
+    "librivox_interval": _number("librivox-interval", 0, 60, whole=False),
 }
 
 
@@ -169,6 +217,15 @@ class Settings:
     verbosity: Verbosity = Verbosity.NORMAL
     no_cover: bool = False
     keep_parts: bool = False
+    # The site --search asks (a reference names its own site).
+    source: str = "tokybook"
+    quality: Quality = Quality.STANDARD
+    # LibriVox's API root and archive.org's; None: the real sites (sources/ knows them).
+    librivox_url: str | None = None
+    archive_url: str | None = None
+    # Seconds between two calls to one LibriVox or archive.org host (their API notice asks for
+    # "several seconds"); 0 in tests against the stand-in.
+    librivox_interval: float = 2.0
     # Quick in-attempt retries of one segment request before the chapter attempt fails.
     segment_retries: int = 3
     segment_retry_delay: float = 0.5

@@ -41,6 +41,9 @@ ENV_FIELDS = (
     "stall_timeout",
     "transfer_timeout",
     "speed_limit",
+    "librivox_url",
+    "archive_url",
+    "librivox_interval",
 )
 
 

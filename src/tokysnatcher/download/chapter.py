@@ -245,14 +245,14 @@ class ChapterWork:
             new_generation = self.source.renew_headers(generation)
         except SourceError as err:
             raise DownloadError(
-                f"the stream token expired and could not be renewed: {err.message}",
+                f"the credentials expired and could not be renewed: {err.message}",
                 kind=FailureKind.AUTH,
             ) from err
         with self._renewal_lock:  # many requests see one renewal: say it once
             announce = new_generation > max(generation, self._announced_generation)
             self._announced_generation = max(self._announced_generation, new_generation)
         if announce:
-            self.log("stream token expired; renewed it through the playlist API", "info")
+            self.log(self.source.renewed_message, "info")
 
     # -- chapter steps -----------------------------------------------------------------------
     def resolve(

@@ -152,6 +152,7 @@ def prepare(
         folder, book=_book_info(book, playlist, fmt), tool_version=__version__
     )
     warnings = [f"track without audio skipped: {title}" for title in playlist.skipped]
+    warnings += [f"not available yet, not downloaded: {name}" for name in playlist.unavailable]
     if layout.shortened:
         warnings.append(
             f"names shortened to fit this system's limit of {max_path_units()} characters per "

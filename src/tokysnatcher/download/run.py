@@ -204,10 +204,12 @@ def open_runtime(
     stop: threading.Event | None = None,
     *,
     log: Callable[[str, str], None] = lambda message, level: None,
+    ref: str | None = None,
 ) -> Runtime:
+    """The run's session, stop flag and fetcher, and the source of ``ref`` (or ``--source``)."""
     session = make_session(settings.connections)
     stop = stop or threading.Event()
-    source = open_source(session, settings, wait=stop.wait)
+    source = open_source(session, settings, wait=stop.wait, ref=ref)
     fetcher = Fetcher(
         session,
         connect_timeout=settings.connect_timeout,

@@ -10,9 +10,11 @@ and why (DNS, refused, TLS, timeout, a server error, an HTML page where JSON was
 from __future__ import annotations
 
 import json
+import math
+import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -32,8 +34,8 @@ from tokysnatcher.net.limits import CHUNK
 
 # JSON answers from an API are small; anything larger is hostile or broken.
 MAX_JSON_BYTES = 4 * 1024 * 1024
-_OFFLINE_HINT = "the site may be offline; --base-url selects another"
 _SERVER_HINT = "The site is having trouble; try again later."
+_T = TypeVar("_T")
 
 
 class _Retryable(Exception):
@@ -55,7 +57,9 @@ class JsonApi:
 
     ``wait(seconds)`` sleeps between retries and returns True when the run is stopping (a
     ``threading.Event.wait``); ``now()`` is the wall clock that dates a ``Retry-After``. Both
-    are injectable so tests never really sleep.
+    are injectable so tests never really sleep. ``min_interval`` spaces the calls to this
+    server (a polite client of a free API), timed by ``clock``. ``site_setting`` is what hints
+    name to point the source elsewhere (``--base-url``, ``TOKYSNATCHER_LIBRIVOX_URL``).
     """
 
     def __init__(
@@ -70,6 +74,9 @@ class JsonApi:
         retry_delay: float = 0.5,
         wait: Callable[[float], bool] = _sleep,
         now: Callable[[], float] = time.time,
+        site_setting: str = "--base-url",
+        min_interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.session = session
         self.base_url = base_url
@@ -84,6 +91,13 @@ class JsonApi:
         self._retry_delay = retry_delay
         self._wait = wait
         self._now = now
+        # Hints name the setting that points the source at another server.
+        self._selects = f"{site_setting} selects another"
+        self._offline_hint = f"the site may be offline; {self._selects}"
+        self._min_interval = min_interval
+        self._clock = clock
+        self._pace_lock = threading.Lock()
+        self._next_call = -math.inf
 
     def post(self, url: str, body: Mapping[str, Any], what: str) -> tuple[int, Any]:
         """POST ``body``; the status and the parsed answer (None for an HTTP error below 500).
@@ -91,10 +105,42 @@ class JsonApi:
         A connection failure, a stall, 429 and 5xx are retried; when the retries run out (or the
         failure cannot pass) a :class:`SourceError` says what happened in one line.
         """
+        return self._retrying(lambda: self._once("POST", url, what, body=body), what)
+
+    def get(
+        self, url: str, what: str, *, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """GET JSON: the status and the parsed answer, for an HTTP error below 500 too.
+
+        Some APIs say "nothing found" with a 4xx and a JSON body; the caller reads that body
+        (None when it is not JSON). Retries and failures as :meth:`post`.
+        """
+        return self._retrying(
+            lambda: self._once("GET", url, what, headers=headers, error_bodies=True), what
+        )
+
+    def get_text(
+        self, url: str, what: str, *, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, str]:
+        """GET a page as text (at most ``MAX_JSON_BYTES``): the status and the decoded body."""
+        return self._retrying(lambda: self._once_text(url, what, headers), what)
+
+    def _pace(self, what: str) -> None:
+        """Wait until ``min_interval`` has passed since the previous call to this server."""
+        if self._min_interval <= 0:
+            return
+        with self._pace_lock:  # callers queue: each takes the next free slot in turn
+            delay = self._next_call - self._clock()
+            if delay > 0 and self._wait(delay):
+                raise Interrupted(f"stopped while waiting to ask {self.server} for {what}")
+            self._next_call = self._clock() + self._min_interval
+
+    def _retrying(self, call: Callable[[], tuple[int, _T]], what: str) -> tuple[int, _T]:
         failures = 0
         while True:
+            self._pace(what)
             try:
-                return self._post_once(url, body, what)
+                return call()
             except _Retryable as err:
                 failures += 1
                 if failures > self._retries:
@@ -108,16 +154,32 @@ class JsonApi:
                 if self._wait(delay):
                     raise Interrupted(f"stopped while asking {self.server} for {what}") from err
 
-    def _post_once(self, url: str, body: Mapping[str, Any], what: str) -> tuple[int, Any]:
-        """One try; raises :class:`_Retryable` for what another try may mend."""
+    def _fetch(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, bytes, str]:
+        """One request: (status, body, content type); raises :class:`_Retryable` for what
+        another try may mend."""
         try:
-            with self.session.post(url, json=dict(body), timeout=self._timeout, stream=True) as r:
+            with self.session.request(
+                method,
+                url,
+                json=dict(body) if body is not None else None,
+                headers=dict(headers) if headers else None,
+                timeout=self._timeout,
+                stream=True,
+            ) as r:
                 status = r.status_code
                 if status == 429 or status >= 500:
                     retry_after = parse_retry_after(r.headers.get("Retry-After"), now=self._now())
                     raise _Retryable(self._status_error(status, what), retry_after)
                 raw = self._read_answer(r.raw, what)
-                content_type = r.headers.get("Content-Type") or ""
+                return status, raw, r.headers.get("Content-Type") or ""
         except requests.ReadTimeout as err:
             raise _Retryable(self._stalled(what)) from err
         except requests.RequestException as err:
@@ -126,8 +188,25 @@ class JsonApi:
             if cause is Unreachable.TLS or not classify_exception(err).transient:
                 raise error from err  # a handshake or a malformed request fails the same again
             raise _Retryable(error) from err
+
+    def _once(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        error_bodies: bool = False,
+    ) -> tuple[int, Any]:
+        status, raw, content_type = self._fetch(method, url, what, body=body, headers=headers)
         if status >= 400:
-            return status, None
+            if not error_bodies:
+                return status, None
+            try:
+                return status, json.loads(raw)
+            except (ValueError, RecursionError):
+                return status, None
         try:
             return status, json.loads(raw)
         except RecursionError as err:  # nested past the parser's limit: hostile, not data
@@ -137,9 +216,13 @@ class JsonApi:
                 raise SourceError(
                     f"{self.server} answered {what} with an HTML page, not JSON",
                     hint="it may not be the site's API (a parked domain, a proxy or login "
-                    "page); --base-url selects another",
+                    f"page); {self._selects}",
                 ) from err
             raise SourceError(f"the site's answer for {what} is not JSON") from err
+
+    def _once_text(self, url: str, what: str, headers: Mapping[str, str] | None) -> tuple[int, str]:
+        status, raw, _ = self._fetch("GET", url, what, headers=headers)
+        return status, raw.decode("utf-8", "replace")
 
     def _status_error(self, status: int, what: str) -> SourceError:
         if status == 429:
@@ -155,22 +238,22 @@ class JsonApi:
         self, err: requests.RequestException, cause: Unreachable | None, what: str
     ) -> SourceError:
         if cause is Unreachable.DNS:
-            return SourceError(f"{self._host} does not resolve (DNS)", hint=_OFFLINE_HINT)
+            return SourceError(f"{self._host} does not resolve (DNS)", hint=self._offline_hint)
         if cause is Unreachable.REFUSED:
             return SourceError(
-                f"could not reach {self.server}: connection refused", hint=_OFFLINE_HINT
+                f"could not reach {self.server}: connection refused", hint=self._offline_hint
             )
         if cause is Unreachable.TLS:
             return SourceError(
                 f"could not reach {self.server}: the secure connection failed (TLS)",
                 hint="the site may not serve https, or its certificate is not valid; "
-                "--base-url selects another",
+                + self._selects,
             )
         if cause is Unreachable.TIMEOUT:
             return SourceError(
                 f"could not reach {self.server}: no answer in {self._connect_timeout:g} s "
                 "(timeout)",
-                hint=_OFFLINE_HINT,
+                hint=self._offline_hint,
             )
         return SourceError(f"could not reach {self.base_url} for {what}: {describe_exception(err)}")
 

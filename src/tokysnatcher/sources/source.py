@@ -62,10 +62,16 @@ class Book:
 
 @dataclass(frozen=True, kw_only=True)
 class TrackList:
-    """A book's chapters with audio, and the titles of those the site lists without any."""
+    """A book's chapters with audio, and those the site lists without any.
+
+    ``skipped`` entries are not chapters of the book as such (a warning, the run can still
+    succeed); ``unavailable`` ones are chapters not published yet (LibriVox's unfinished
+    sections): the rest downloads and the run ends failed (exit 1), naming them.
+    """
 
     tracks: tuple[Track, ...]
     skipped: tuple[str, ...] = ()
+    unavailable: tuple[str, ...] = ()
 
 
 class RequestHeaders(NamedTuple):
@@ -117,6 +123,9 @@ class Source(Protocol):
     def headers_generation(self) -> int:
         """The generation of the current credentials: a request compares it with its own."""
         ...
+
+    #: What a run says after :meth:`renew_headers` gave fresh credentials.
+    renewed_message: str
 
     def renew_headers(self, seen_generation: int) -> int:
         """Renew the credentials refused at ``seen_generation`` (once per generation).

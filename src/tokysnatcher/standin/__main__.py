@@ -10,7 +10,9 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Protocol
 
 from tokysnatcher.standin.faults import FAULT_KINDS, Faults
 from tokysnatcher.standin.server import StandinSite
@@ -35,9 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of the stand-in site."""
     parser = argparse.ArgumentParser(
         prog="python -m tokysnatcher.standin",
-        description="Serve a local imitation of tokybook.com with generated audio and faults.",
+        description="Serve a local imitation of tokybook.com (or, with --site librivox, of "
+        "librivox.org and archive.org) with generated audio and faults.",
     )
     add = parser.add_argument
+    add("--site", choices=("tokybook", "librivox"), default="tokybook", help="which site")
     add("--port", type=int, default=0, help="TCP port (default: any free port)")
     add("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     add("--seed", type=int, default=0, help="seed of the fault decisions")
@@ -87,6 +91,28 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.site == "librivox":
+        from tokysnatcher.standin.librivox.server import LibrivoxSite
+
+        lv_site = LibrivoxSite(
+            faults=faults,
+            cache_dir=args.cache_dir,
+            ffmpeg=args.ffmpeg,
+            port=args.port,
+            verbose=args.verbose,
+        )
+
+        def lv_lines() -> list[str]:
+            return [
+                f"{lv_site.book_url(book_id)}\tlibrivox:{book_id} {book.title!r}"
+                for book_id, book in lv_site.catalog.items()
+            ]
+
+        def lv_note() -> str:
+            env = " ".join(f"{name}={value}" for name, value in lv_site.env().items())
+            return f"point tokysnatcher at it with {env}"
+
+        return _serve(lv_site, lv_lines, lv_note)
     site = StandinSite(
         faults=faults,
         cache_dir=args.cache_dir,
@@ -95,6 +121,30 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         verbose=args.verbose,
     )
+
+    def lines() -> list[str]:
+        return [
+            f"{site.book_url(slug)}\t{book.title!r} ({len(book.tracks)} tracks)"
+            for slug, book in site.catalog.items()
+        ]
+
+    return _serve(site, lines, str)
+
+
+class _Site(Protocol):
+    @property
+    def base_url(self) -> str: ...
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+def _serve(site: _Site, lines: Callable[[], list[str]], note: Callable[[], str]) -> int:
+    """Start ``site``, print its root and ``lines()`` (one book each), serve until stopped.
+
+    ``note()`` is said on stderr once the site runs (how to use it).
+    """
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -108,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         print(site.base_url, flush=True)
-        for slug, book in site.catalog.items():
-            print(f"{site.book_url(slug)}\t{book.title!r} ({len(book.tracks)} tracks)", flush=True)
-        print("Serving; press Ctrl-C to stop.", file=sys.stderr, flush=True)
+        for line in lines():
+            print(line, flush=True)
+        said = note()
+        print(f"Serving; {said + '; ' if said else ''}press Ctrl-C to stop.", file=sys.stderr)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:

@@ -86,7 +86,8 @@ class TrackSpec:
     one valid stream of the full length; only the sound repeats). Encoding 20 hours takes
     minutes, looping them takes seconds: use it for very long benchmark books. ``seed``
     overrides the noise seed; tracks with the same seed, tone, length and codec share one
-    generated media (see :func:`make_book`'s ``shared_media``).
+    generated media (see :func:`make_book`'s ``shared_media``). ``bitrate`` encodes at another
+    rate than 64 kb/s (LibriVox's 128 kb/s originals).
     """
 
     title: str
@@ -100,6 +101,7 @@ class TrackSpec:
     declared_duration: float | None = None
     loop_seconds: float | None = None
     seed: int | None = None
+    bitrate: str | None = None  # e.g. "128k"; None: the site's usual 64 kb/s
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", TrackKind(self.kind))

@@ -245,7 +245,7 @@ def _encode_args(params: dict[str, object], seconds: float) -> list[str]:
     )
     encoder = "aac" if params["codec"] == "aac" else "libmp3lame"
     head = ["-filter_complex", audio, "-map", "[out]", "-map_metadata", "-1"]
-    head += ["-c:a", encoder, "-b:a", _BITRATE, "-ar", str(_SAMPLE_RATE), "-ac", "1"]
+    head += ["-c:a", encoder, "-b:a", str(params["bitrate"]), "-ar", str(_SAMPLE_RATE), "-ac", "1"]
     return [*head, "-fflags", "+bitexact", "-flags:a", "+bitexact"]
 
 
@@ -263,7 +263,7 @@ def _track_params(book: BookSpec, index: int) -> dict[str, object]:
         "segment_seconds": None if direct else round(track.segment_seconds, 3),
         "frequency": track_frequency(book, index),
         "seed": noise_seed(book, index),
-        "bitrate": _BITRATE,
+        "bitrate": track.bitrate or _BITRATE,
     }
 
 
