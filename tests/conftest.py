@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers import FFMPEG
-from tokysnatcher.standin import StandinSite
+from tokysnatcher.standin import Faults, StandinSite
 
 
 @pytest.fixture(scope="session")
@@ -30,4 +30,13 @@ def standin_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def site(standin_cache: Path) -> Iterator[StandinSite]:
     """One fault-free stand-in site for the session (fault tests start their own)."""
     with StandinSite(cache_dir=standin_cache) as running:
+        yield running
+
+
+@pytest.fixture
+def slow_site(standin_cache: Path) -> Iterator[StandinSite]:
+    """About a second a segment: a download is well under way, and far from done, for a while."""
+    with StandinSite(
+        faults=Faults(bandwidth=12_000, latency=0.05), cache_dir=standin_cache
+    ) as running:
         yield running

@@ -33,16 +33,31 @@ def run_cli(
     *,
     timeout: float = 120,
     env: dict[str, str] | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """The real command in a child process, output captured (so not a terminal)."""
+    """The real command in a child process, output captured (so not a terminal); ``stdin``: the
+    text its standard input reads (else none)."""
     return subprocess.run(
         [sys.executable, "-m", "tokysnatcher", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
         env=env or cli_env(),
-        stdin=subprocess.DEVNULL,
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
         check=False,
+    )
+
+
+def start_cli(args: Sequence[str | os.PathLike[str]]) -> subprocess.Popen[str]:
+    """The real command started in a child process, its output piped (so not a terminal)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tokysnatcher", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=cli_env(),
     )
 
 

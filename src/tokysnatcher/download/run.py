@@ -6,6 +6,7 @@ The folder lock and the manifest are opened here and handed forward: to the sche
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -197,6 +198,15 @@ class Runtime:
 
     def close(self) -> None:
         self.session.close()
+
+    def with_own_source(self) -> Runtime:
+        """The same session, limits and stop flag, with a source of its own.
+
+        A source holds the credentials of the book it resolved last: a batch resolves the next
+        book on another one while the current book's requests go on with theirs.
+        """
+        source = open_source(self.session, self.settings, wait=self.stop.wait)
+        return dataclasses.replace(self, source=source)
 
 
 def open_runtime(
