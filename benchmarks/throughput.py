@@ -4,14 +4,17 @@ The stand-in site adds a per-request latency, a per-connection setup cost (what 
 handshake to a distant server costs) and a per-connection bandwidth cap. A long generated book
 is downloaded by tokysnatcher (defaults, ``--format m4a``) and, in the same run, by plain
 ffmpeg reading each chapter's HLS URL, two chapters at a time; then the same for mp3 (an
-encode, since the source is AAC). Last, the CPU floor (``floor.py``): what the cheapest clients
+encode, since the source is AAC). Then the CPU floor (``floor.py``): what the cheapest clients
 pay per request and per remux here, hence the lowest CPU % of wall any client could reach at
-tokysnatcher's wall time. Run from the repository root::
+tokysnatcher's wall time. Last, a batch row: five short books downloaded one per run, then
+all five in one run (``tokysnatcher REF1 ... REF5``), whose wall time should be at most 1.1x the
+sum of the single runs minus their start-ups. Run from the repository root::
 
     python benchmarks/throughput.py                 # ~3.5 minutes: a 1-hour book, 1800 segments
     python benchmarks/throughput.py --quick         # smoke run, under a minute
     python benchmarks/throughput.py --save benchmarks/results/throughput.md
     python benchmarks/throughput.py --python /other/install/bin/python --note "0.5.0"
+    python benchmarks/throughput.py --batch-only     # only the batch row (~1 minute)
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import argparse
 import shutil
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -51,6 +56,10 @@ SLUG = "bench-throughput"
 WARM_SLUG = "bench-warm-up"
 FULL = BookSize(chapters=12, chapter_seconds=300.0)
 QUICK = BookSize(chapters=4, chapter_seconds=40.0)
+BATCH_SLUG = "bench-batch-{}"
+BATCH = BookSize(chapters=3, chapter_seconds=120.0)
+BATCH_QUICK = BookSize(chapters=2, chapter_seconds=20.0)
+BATCH_TARGET = 1.1
 
 
 @dataclass
@@ -78,6 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--no-mp3", action="store_true", help="skip the mp3 rows")
     add("--no-ffmpeg", action="store_true", help="skip the plain ffmpeg rows")
     add("--no-floor", action="store_true", help="skip the CPU floor (minimal clients, remux)")
+    add("--batch-books", type=int, default=5, help="books of the batch row (5; 0 skips it)")
+    add("--batch-only", action="store_true", help="only the batch row")
     add("--cache-dir", type=Path, help="stand-in media cache (default: the stand-in's own)")
     add("--save", type=Path, help="also write the report (Markdown) to this file")
     add("--note", default="", help="a line to add to the report (which code was measured)")
@@ -103,8 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     faults = Faults(latency=args.latency, connection_setup=args.setup, bandwidth=args.bandwidth)
     book = size.book(SLUG)
     catalog = {SLUG: book, WARM_SLUG: BookSize(1, 4.0).book(WARM_SLUG)}
+    batch_size = BATCH_QUICK if args.quick else BATCH
+    batch_slugs = [BATCH_SLUG.format(n) for n in range(1, args.batch_books + 1)]
+    catalog.update({slug: batch_size.book(slug) for slug in batch_slugs})
     ffmpeg = ffmpeg_path()
-    print(f"book: {size.describe()}; generating or loading its audio ...", flush=True)
+    described = f"{len(batch_slugs)} books of {batch_size.describe()}"
+    if not args.batch_only:
+        described = size.describe() + (f"; {described}" if batch_slugs else "")
+    print(f"book: {described}; generating or loading its audio ...", flush=True)
     with (
         tempfile.TemporaryDirectory(prefix="tokysnatcher-bench-") as tmp,
         StandinSite(catalog=catalog, faults=faults, cache_dir=args.cache_dir) as site,
@@ -113,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         env = child_env(work / "pycache")
         warm_up(site, WARM_SLUG, env, work / "warm", python=args.python)
         settle()
-        segments, segment_bytes = segment_totals(site, SLUG)
+        # Generating the long book's audio takes a while: not for the batch row alone.
+        segments, segment_bytes = (0, 0) if args.batch_only else segment_totals(site, SLUG)
         headers = ffmpeg_header_arg(site.headers_for(SLUG))
         timeout = 600.0
 
@@ -163,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.exit(f"plain ffmpeg {fmt} failed ({usage.returncode}):\n{usage.log}")
             return counted(f"ffmpeg, {args.ffmpeg_parallel} chapters at a time, {fmt}", usage)
 
-        formats = ["m4a"] if args.no_mp3 else ["m4a", "mp3"]
+        formats = [] if args.batch_only else ["m4a"] if args.no_mp3 else ["m4a", "mp3"]
         pairs: list[tuple[Row, Row | None]] = []
         for fmt in formats:
             ours = measure(args.repeat, partial(tokysnatcher, fmt))
@@ -171,11 +189,14 @@ def main(argv: list[str] | None = None) -> int:
             theirs = None if args.no_ffmpeg else plain_ffmpeg(fmt)
             pairs.append((ours, theirs))
         floors: list[Floor] = []
-        if not args.no_floor:
+        if not args.no_floor and not args.batch_only:
             floors.append(python_fetch(site, SLUG, connections, timeout))
             fetched = curl_fetch(site, SLUG, connections, work, timeout)
             floors += [fetched] if fetched else []
             floors.append(remux(site, SLUG, ffmpeg, work, args.ffmpeg_parallel, timeout))
+        batch = None
+        if batch_slugs:
+            batch = batch_row(site, batch_slugs, batch_size, work, env, args, timeout)
 
     facts = Facts(
         size=size,
@@ -185,8 +206,131 @@ def main(argv: list[str] | None = None) -> int:
         ideal=args.setup + (segments * args.latency + segment_bytes / args.bandwidth) / connections,
         where=machine(),
     )
-    save(args.save, report(args, facts, pairs, floors))
+    text = report(args, facts, pairs, floors) if pairs else "# Throughput: the batch row"
+    save(args.save, text + (batch.report() if batch is not None else ""))
     return 0
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One measured run: its wall time and its start-up (process start to the first request)."""
+
+    name: str
+    wall: float
+    startup: float
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """The batch row: each book one per run, then all of them in one run."""
+
+    size: BookSize
+    singles: list[Timed]
+    batch: Timed
+
+    @property
+    def work(self) -> float:
+        """What the single runs spent past their start-ups."""
+        return sum(run.wall - run.startup for run in self.singles)
+
+    @property
+    def ratio(self) -> float:
+        """The batch's work (past its one start-up) over the single runs' work."""
+        return (self.batch.wall - self.batch.startup) / self.work
+
+    def report(self) -> str:
+        rows: list[list[object]] = [
+            [run.name, f"{run.wall:.2f}", f"{run.startup:.2f}", f"{run.wall - run.startup:.2f}"]
+            for run in [*self.singles, self.batch]
+        ]
+        walls = sum(run.wall for run in self.singles)
+        startups = sum(run.startup for run in self.singles)
+        rows.insert(
+            len(self.singles),
+            ["sum of the single runs", f"{walls:.2f}", f"{startups:.2f}", f"{self.work:.2f}"],
+        )
+        ok = self.ratio <= BATCH_TARGET
+        batch_work = self.batch.wall - self.batch.startup
+        return "\n".join(
+            [
+                "",
+                "",
+                f"## A batch of {len(self.singles)} books",
+                "",
+                f"Each book: {self.size.describe()}, --format m4a, same site costs. Start-up: "
+                "from the process start to the site's first request (imports, ffmpeg check, "
+                "the library folder); the batch pays it once.",
+                "",
+                table(["run", "wall s", "start-up s", "wall - start-up s"], rows),
+                "",
+                f"- [{'x' if ok else ' '}] the batch past its start-up within {BATCH_TARGET:g}x "
+                f"of the single runs past theirs: {batch_work:.2f} s / {self.work:.2f} s = "
+                f"{self.ratio:.2f}x (its whole wall, one start-up included: "
+                f"{self.batch.wall / self.work:.2f}x)",
+            ]
+        )
+
+
+def timed_run(
+    site: StandinSite,
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    args: argparse.Namespace,
+    timeout: float,
+) -> Timed:
+    """Run tokysnatcher with ``cmd``; its wall time, and when the site saw its first request."""
+    site.stats.reset()
+    first: list[float] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if sum(site.stats.requests.values()):
+                first.append(time.monotonic())
+                return
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    started = time.monotonic()
+    watcher.start()
+    usage = run_tokysnatcher(cmd, env=env, timeout=timeout, python=args.python)
+    done.set()
+    watcher.join()
+    if usage.returncode != 0:
+        sys.exit(f"{name} failed ({usage.returncode}):\n{usage.log[-3000:]}")
+    print(f"  {name}: {usage.wall:.2f} s", flush=True)
+    return Timed(name, usage.wall, (first[0] - started) if first else 0.0)
+
+
+def batch_row(
+    site: StandinSite,
+    slugs: list[str],
+    size: BookSize,
+    work: Path,
+    env: dict[str, str],
+    args: argparse.Namespace,
+    timeout: float,
+) -> BatchRow:
+    """Each book one per run, then all of them in one run, into fresh folders."""
+
+    def command(refs: list[str], root: Path) -> list[str]:
+        shutil.rmtree(root, ignore_errors=True)
+        cmd = [*refs, "--base-url", site.base_url, "-d", str(root), "--format", "m4a", "-q"]
+        return cmd + (["--connections", str(args.connections)] if args.connections else [])
+
+    singles = [
+        timed_run(site, f"{slug}, one run", command([slug], work / "single"), env, args, timeout)
+        for slug in slugs
+    ]
+    root = work / "batch"
+    batch = timed_run(
+        site, f"all {len(slugs)} in one run", command(slugs, root), env, args, timeout
+    )
+    made = output_files(root, ".m4a")
+    if len(made) != len(slugs) * size.chapters:
+        sys.exit(f"the batch made {len(made)} files, not {len(slugs) * size.chapters}")
+    return BatchRow(size, singles, batch)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 
 from helpers import FFMPEG
 from tokysnatcher.ffmpeg import processes
-from tokysnatcher.standin import StandinSite
+from tokysnatcher.standin import Faults, StandinSite
 from tokysnatcher.standin.librivox.server import LibrivoxSite
 
 
@@ -70,3 +70,12 @@ def librivox_redirecting(librivox_site: LibrivoxSite) -> Iterator[LibrivoxSite]:
         yield librivox_site
     finally:
         librivox_site.data.redirect = False
+
+
+@pytest.fixture
+def slow_site(standin_cache: Path) -> Iterator[StandinSite]:
+    """About a second a segment: a download is well under way, and far from done, for a while."""
+    with StandinSite(
+        faults=Faults(bandwidth=12_000, latency=0.05), cache_dir=standin_cache
+    ) as running:
+        yield running

@@ -35,15 +35,18 @@ def run_cli(
     *,
     timeout: float = 120,
     env: dict[str, str] | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """The real command in a child process, output captured (so not a terminal)."""
+    """The real command in a child process, output captured (so not a terminal); ``stdin``: the
+    text its standard input reads (else none)."""
     return subprocess.run(
         [sys.executable, "-m", "tokysnatcher", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
         env=env or cli_env(),
-        stdin=subprocess.DEVNULL,
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
         check=False,
     )
 
@@ -54,6 +57,18 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
         main(args)
     captured = capsys.readouterr()
     return int(done.value.code or 0), captured.out, captured.err
+
+
+def start_cli(args: Sequence[str | os.PathLike[str]]) -> subprocess.Popen[str]:
+    """The real command started in a child process, its output piped (so not a terminal)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tokysnatcher", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=cli_env(),
+    )
 
 
 def fast_options(site: StandinSite, root: Path) -> list[str]:

@@ -59,6 +59,10 @@ EPILOG = """\
     [cyan]tokysnatcher librivox:47 --format m4b --quality high[/cyan]
     [cyan]tokysnatcher -s dumas --source librivox[/cyan]
 
+  Several books in one run (a failed one does not stop the rest), or a list of them:
+    [cyan]tokysnatcher first-book librivox:47 --format m4b[/cyan]
+    [cyan]tokysnatcher --batch-file books.txt --status-file status.json[/cyan]
+
   Search, or try everything against the bundled stand-in site (tokybook or librivox):
     [cyan]tokysnatcher -s "sherlock"[/cyan]
     [cyan]tokysnatcher --demo[/cyan]
@@ -80,6 +84,8 @@ FORMS = {
     "--search": "a search query, e.g. -s sherlock",
     "--verify-folder": "a book folder, e.g. --verify-folder ~/Music/Audiobooks/Author/Title",
     "--report": "a file in an existing, writable folder, e.g. --report run.json",
+    "--status-file": "a file in an existing, writable folder, e.g. --status-file status.json",
+    "--batch-file": "a text file with one book URL or slug a line, or - for standard input",
     "--profile": "the name of a [profiles.NAME] table of the config file",
     "--config": "a TOML config file",
 }
@@ -118,7 +124,7 @@ def _base_url(text: str) -> str:
         raise typer.BadParameter(f"{text!r} is not an http(s) URL") from None
 
 
-def _report(text: str) -> Path:
+def _writable_file(text: str) -> Path:
     path = Path(text).expanduser()
     folder = path.parent
     if not text.strip() or path.is_dir():
@@ -147,14 +153,14 @@ def _version(value: bool) -> None:
 @app.command(epilog=EPILOG, no_args_is_help=False)
 def command(
     ctx: typer.Context,
-    url: Annotated[
-        str | None,
+    refs: Annotated[
+        list[str] | None,
         typer.Argument(
             metavar="URL",
             help="Book page URL (https://tokybook.com/post/<slug>, with or without scheme), "
             "a URL on --base-url's host, or the bare slug; for LibriVox librivox:<id>, the "
-            "book's page (https://librivox.org/<book>/) or an API URL with id=. Without it, in "
-            "a terminal: a menu.",
+            "book's page (https://librivox.org/<book>/) or an API URL with id=. Several run one "
+            "after another. Without one, in a terminal: a menu.",
             show_default=False,
         ),
     ] = None,
@@ -212,6 +218,19 @@ def command(
             show_default=False,
         ),
     ] = False,
+    batch_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--batch-file",
+            metavar="FILE",
+            parser=_option(parse_path),
+            help="Download every book listed in FILE, one URL or slug a line (blank lines and "
+            "# comments ignored; - reads standard input), after any given as arguments. A bad "
+            "line is named and skipped; a failed book does not stop the rest." + _default("none"),
+            rich_help_panel=DOWNLOAD,
+            show_default=False,
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -426,8 +445,21 @@ def command(
         typer.Option(
             "--report",
             metavar="FILE",
-            parser=_report,
+            parser=_writable_file,
             help="Write the run report as JSON (summary and per chapter)." + _default("none"),
+            rich_help_panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = None,
+    status_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--status-file",
+            metavar="FILE",
+            parser=_writable_file,
+            help="Keep FILE rewritten (atomically, at most once a second) with the run's state "
+            "as JSON: books, chapters, bytes, speed, ETA, retries; the last version holds the "
+            "outcome." + _default("none"),
             rich_help_panel=OUTPUT,
             show_default=False,
         ),
@@ -530,6 +562,7 @@ def command(
         "force_redownload": force_redownload or None,
         "dry_run": dry_run or None,
         "report": report,
+        "status_file": status_file,
         "verbosity": verbosity,
         "no_cover": no_cover or None,
         "keep_parts": keep_parts or None,
@@ -548,7 +581,7 @@ def command(
         name
         for name, on in (
             # --demo's URL argument names which stand-in site: "--demo librivox".
-            ("URL", url is not None and not demo),
+            ("URL", (bool(refs) and not demo) or batch_file is not None),
             ("--search", search is not None),
             ("--verify-folder", verify_folder is not None),
             ("--list-downloads", list_downloads),
@@ -560,12 +593,22 @@ def command(
         raise UsageError(f"{' and '.join(exclusive)} cannot be used together", hint="Pick one.")
     if deep and verify_folder is None:
         raise UsageError("--deep goes with --verify-folder")
+    refs = refs or []
+    batch = batch_file is not None or len(refs) > 1
+    if batch and report is not None:
+        raise UsageError(
+            "--report writes one book's report; a batch has several books",
+            hint="Use --status-file: its last version holds every book's outcome.",
+        )
     # Only the chosen action's module is imported: each brings its own heavy dependencies
     # (requests, ffmpeg-python, ...) that the others do not need.
     if demo:
         from tokysnatcher.actions.download import demo as run_demo
 
-        code = run_demo(settings, output, directory_given=directory is not None, site=url)
+        if len(refs) > 1:
+            raise UsageError("--demo takes at most one site name", hint="Try --demo librivox.")
+        site = refs[0] if refs else None
+        code = run_demo(settings, output, directory_given=directory is not None, site=site)
     elif verify_folder is not None:
         from tokysnatcher.actions.library import verify
 
@@ -578,10 +621,14 @@ def command(
         from tokysnatcher.actions.interactive import search as run_search
 
         code = run_search(search, settings, output)
-    elif url is not None:
+    elif batch:
+        from tokysnatcher.actions.batch import batch_refs, run_batch
+
+        code = run_batch(batch_refs(refs, batch_file), settings, output)
+    elif refs:
         from tokysnatcher.actions.download import download
 
-        code = download(url, settings, output)
+        code = download(refs[0], settings, output)
     else:
         from tokysnatcher.actions.interactive import interactive
 

@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 import pytest
 
-from helpers import FFMPEG, cli_env, decoded_md5, fast_options, run_cli
+from helpers import FFMPEG, cli_env, decoded_md5, fast_options, run_cli, start_cli
 from tokysnatcher.standin import Faults, StandinSite
 from tokysnatcher.utils.atomic import sha256_file
 
@@ -73,14 +73,7 @@ class Watched:
     """The command running in a child process, with every descendant it ever had."""
 
     def __init__(self, args: list[str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tokysnatcher", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=cli_env(),
-        )
+        self.proc = start_cli(args)
         self.seen: dict[int, psutil.Process] = {}
 
     def look(self) -> None:
@@ -189,15 +182,6 @@ def test_an_ffmpeg_that_hangs_is_killed_and_the_chapter_retried(
         assert decoded_md5(path) == decoded_md5(site.source_media(SLUG, index))
     attempts = {e["attempts"] for e in manifest_of(folder)["chapters"].values()}
     assert attempts == {1, 2}
-
-
-@pytest.fixture
-def slow_site(standin_cache: Path) -> Iterator[StandinSite]:
-    """About a second a segment: a download is well under way, and far from done, for a while."""
-    with StandinSite(
-        faults=Faults(bandwidth=12_000, latency=0.05), cache_dir=standin_cache
-    ) as running:
-        yield running
 
 
 def test_ctrl_c_stops_within_a_second_and_leaves_a_resumable_book(

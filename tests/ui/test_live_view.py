@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from tokysnatcher.download.events import RequestRetried
-from tokysnatcher.download.state import Chapter, Phase, RunState
+from tokysnatcher.download.state import BatchState, BookPhase, BookRun, Chapter, Phase, RunState
 from tokysnatcher.errors import DownloadError, FailureKind
 from tokysnatcher.ui.live import (
     REFRESH_PER_SECOND,
@@ -425,3 +425,38 @@ def test_narrow_terminals_shorten_the_title_never_the_numbers(width: int) -> Non
     assert "TTTT…" in row
     assert ("T" * 31 + "…" in row) == (width >= 160)
     assert "retrying 2/3 in 0s" in next(line for line in lines if line.startswith("  8 "))
+
+
+def test_a_batch_adds_a_header_line_for_its_books() -> None:
+    clock = FakeClock()
+    current = status_with(downloading(1, done=2, of=4, segment=100 * KIB), bytes_received=200 * KIB)
+    first = status_with(chapter(1, Phase.DONE), bytes_received=400 * KIB)
+    books = [
+        BookRun(number=1, ref="first", label="first"),
+        BookRun(number=2, ref="second", label="second"),
+        BookRun(number=3, ref="third", label="third"),
+        BookRun(number=4, ref="fourth", label="fourth"),
+    ]
+    books[0].running(first)
+    books[0].ended(BookPhase.COMPLETE)
+    books[1].ended(BookPhase.FAILED, "no book with the slug 'second'")
+    books[2].running(current)
+    view = LiveView(Console(file=io.StringIO()), clock=clock, batch=BatchState(books=books))
+    view.status = current
+    lines = draw(view).splitlines()
+    assert lines[0].startswith("book 3/4  books done 1  failed 1  total 600.0 KiB  batch ETA")
+    assert lines[1].startswith("The Sample Book by Ada Quill")
+    # One book: no batch line, the view is as it always was.
+    alone = LiveView(Console(file=io.StringIO()), clock=clock, batch=BatchState(books=books[2:3]))
+    alone.status = current
+    assert draw(alone).splitlines()[0].startswith("The Sample Book by Ada Quill")
+
+
+def test_plain_lines_of_a_book_of_a_batch_say_which_book() -> None:
+    out, stream = console(terminal=False)
+    lines = PlainLines(out, clock=FakeClock(), prefix="[2/3 the-sample-book] ")
+    lines.start(status_with(chapter(1, Phase.WAITING)))
+    lines.event(chapter(1, Phase.DONE, file_size=KIB, bytes_received=KIB))
+    printed = stream.getvalue().splitlines()
+    assert len(printed) == 2
+    assert all(line.startswith("[2/3 the-sample-book] ") for line in printed)

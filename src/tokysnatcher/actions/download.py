@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import shlex
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,17 +21,27 @@ from tokysnatcher.config.settings import SOURCE_NAMES, OutputFormat, Settings
 from tokysnatcher.download.plan import BookPlan, ResumeMode, check_destination, prepare
 from tokysnatcher.download.results import RunResult
 from tokysnatcher.download.run import Runtime, execute, open_run, open_runtime, run_state
-from tokysnatcher.download.state import RunState
-from tokysnatcher.errors import ExitCode, FailureKind, FfmpegError, Interrupted, UsageError
+from tokysnatcher.download.state import BatchState, BookPhase, BookRun, RunState
+from tokysnatcher.errors import (
+    ExitCode,
+    FailureKind,
+    FfmpegError,
+    Interrupted,
+    TokysnatcherError,
+    UsageError,
+)
 from tokysnatcher.ffmpeg.binary import MP3_TO_AAC_NOTICE, FfmpegInfo, resolve_ffmpeg
 from tokysnatcher.library.manifest import ManifestManager
 from tokysnatcher.sources.registry import again_command
 from tokysnatcher.ui.display import visible
 from tokysnatcher.ui.output import Output
+from tokysnatcher.ui.status_file import status_file
 from tokysnatcher.utils.atomic import atomic_write_json
 from tokysnatcher.utils.units import format_bytes, format_duration
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from tokysnatcher.m4b.book import M4bResult
 
 DEMO_SLUG = "the-sample-book"
@@ -38,10 +50,23 @@ DEMO_BANDWIDTH = 20_000  # bytes per second per connection
 
 
 def resume_command(plan: BookPlan, settings: Settings) -> str:
-    again = again_command(plan.book.source_url, plan.book.slug, settings, site_from_page=False)
-    parts = [*again.head, "-d", str(settings.directory)]
+    return command_for([plan.book.source_url or plan.book.slug], settings)
+
+
+def command_for(refs: list[str], settings: Settings) -> str:
+    """The command that resumes ``refs`` with this run's folder, format, sites and chapters."""
+    env: list[str] = []
+    names: list[str] = []
+    site: list[str] = []
+    for ref in refs:
+        again = again_command(ref, ref, settings, site_from_page=False)
+        *prefix, _tool, name = again.head
+        env += [part for part in prefix if part not in env]
+        names.append(name)
+        site = site or again.site
+    parts = [*env, "tokysnatcher", *names, "-d", str(settings.directory)]
     parts += ["--format", str(settings.output_format)]
-    parts += again.site
+    parts += site
     if settings.chapters:
         parts += ["--chapters", str(settings.chapters)]
     parts.append("--resume")
@@ -85,18 +110,55 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
     ffmpeg = resolve_ffmpeg(settings.ffmpeg)
     runtime = open_runtime(settings, log=output.log, ref=ref)
     try:
+        batch = BatchState(books=[BookRun(number=1, ref=ref, label=ref)])
+        with status_file(settings.status_file, batch, warn=output.warn):
+            code = download_book(batch.books[0], settings, output, runtime, ffmpeg, batch=batch)
+            with batch.lock:
+                batch.exit_code = code
+            return code
+    finally:
+        runtime.close()
+
+
+def download_book(
+    book: BookRun,
+    settings: Settings,
+    output: Output,
+    runtime: Runtime,
+    ffmpeg: FfmpegInfo,
+    *,
+    batch: BatchState,
+    planned: Future[BookPlan] | None = None,
+    ask: bool = True,
+) -> ExitCode:
+    """Download one book through an open runtime: a single run's, or a batch's shared one.
+
+    Every book of every run goes through here. ``book`` is its entry in ``batch``, which this
+    keeps up to date (resolving, running, how it ended). ``planned``: the plan, resolved ahead
+    while the previous book finished (its errors are raised here). ``ask``: a terminal may be
+    asked whether to resume (never during a batch).
+    """
+    with batch.lock:
+        book.resolving()
+    with _ends_book(book, batch):
         mode = ResumeMode.REDOWNLOAD if settings.force_redownload else ResumeMode.RESUME
-        plan = prepare(ref, settings, runtime.source, mode=mode)
+        if planned is not None:
+            plan = planned.result()
+        else:
+            plan = prepare(book.ref, settings, runtime.source, mode=mode)
+        with batch.lock:
+            book.resolved(plan.book.title, plan.book.author, plan.book.source_url)
         for warning in plan.warnings:
             output.warn(warning)
         if settings.dry_run:
             check_destination(plan, create=False)
             _say_encodes(plan, output)
             output.plan(plan)
-            return ExitCode.OK
+            return _ended(book, batch, ExitCode.OK)
         # A prompt only when there is something to lose: chapters proven complete.
         if (
-            plan.complete_count
+            ask
+            and plan.complete_count
             and not settings.resume
             and not settings.force_redownload
             and output.interactive
@@ -104,18 +166,20 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
             choice = _ask_resume(plan, output)
             if choice is None:
                 output.info("cancelled; nothing was changed")
-                return ExitCode.OK
+                return _ended(book, batch, ExitCode.OK)
             if choice is ResumeMode.REDOWNLOAD:
-                plan = prepare(ref, settings, runtime.source, mode=choice)
+                plan = prepare(book.ref, settings, runtime.source, mode=choice)
         if plan.complete_count:  # the view's header says the rest; this says what resume skips
             output.info(
                 f"{plan.complete_count} of {len(plan.chapters)} chapters already complete "
                 f"(size and SHA-256 checked); fetching {len(plan.to_fetch)}"
             )
         state = run_state(plan, settings)
+        with batch.lock:
+            book.running(state)
         # One tokysnatcher per book, from the first write to the last; one manifest for all.
         with open_run(plan, settings) as manifest:
-            reporter = output.reporter(settings.segment_retries)
+            reporter = output.reporter(settings.segment_retries, batch=batch)
             reporter.start(state)
             try:
                 result = execute(plan, settings, runtime, ffmpeg, manifest, state, reporter)
@@ -131,18 +195,45 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
             write_report(settings.report, plan, result)
         output.summary(result, state, resume_command(plan, settings))
         if result.interrupted:
-            return ExitCode.INTERRUPTED
-        if plan.playlist.unavailable:
+            return _ended(book, batch, ExitCode.INTERRUPTED, "interrupted")
+        if result.ok and plan.playlist.unavailable:
             # The book is not complete until the site publishes them: say so, and fail.
             names = ", ".join(plan.playlist.unavailable)
             output.error_line(
                 f"the book is incomplete: not available on the site yet: {names}",
                 "Run the same command again once the site publishes them.",
             )
-            return ExitCode.FAILED
-        return ExitCode.OK if result.ok else ExitCode.FAILED
-    finally:
-        runtime.close()
+            return _ended(book, batch, ExitCode.FAILED, f"not available yet: {names}")
+        if result.ok:
+            return _ended(book, batch, ExitCode.OK)
+        if result.stopped_by is not None:
+            return _ended(book, batch, ExitCode.FAILED, result.stopped_by.message)
+        failed = f"{len(result.failed)} of {len(result.chapters)} chapters failed"
+        return _ended(book, batch, ExitCode.FAILED, failed)
+
+
+@contextmanager
+def _ends_book(book: BookRun, batch: BatchState) -> Iterator[None]:
+    """An error or Ctrl-C that leaves the block ends ``book``: failed, or interrupted."""
+    try:
+        yield
+    except TokysnatcherError as err:
+        phase = BookPhase.INTERRUPTED if isinstance(err, Interrupted) else BookPhase.FAILED
+        with batch.lock:
+            book.ended(phase, err.message)
+        raise
+    except KeyboardInterrupt:
+        with batch.lock:
+            book.ended(BookPhase.INTERRUPTED, "interrupted")
+        raise
+
+
+def _ended(book: BookRun, batch: BatchState, code: ExitCode, why: str = "") -> ExitCode:
+    """``book`` ended with ``code`` (``why``: what went wrong); returns ``code``."""
+    phase = {ExitCode.OK: BookPhase.COMPLETE, ExitCode.INTERRUPTED: BookPhase.INTERRUPTED}
+    with batch.lock:
+        book.ended(phase.get(code, BookPhase.FAILED), why)
+    return code
 
 
 def _say_encodes(plan: BookPlan, output: Output) -> None:

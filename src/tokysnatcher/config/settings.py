@@ -214,6 +214,7 @@ class Settings:
     force_redownload: bool = False
     dry_run: bool = False
     report: Path | None = None
+    status_file: Path | None = None
     verbosity: Verbosity = Verbosity.NORMAL
     no_cover: bool = False
     keep_parts: bool = False

@@ -6,6 +6,7 @@ The folder lock and the manifest are opened here and handed forward: to the sche
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -197,6 +198,16 @@ class Runtime:
 
     def close(self) -> None:
         self.session.close()
+
+    def with_own_source(self, ref: str) -> Runtime:
+        """The same session, limits and stop flag, with a source of its own for ``ref``.
+
+        A source holds the credentials of the book it resolved last: a batch resolves the next
+        book on another one while the current book's requests go on with theirs. Books of a
+        batch may come from different sources.
+        """
+        source = open_source(self.session, self.settings, wait=self.stop.wait, ref=ref)
+        return dataclasses.replace(self, source=source)
 
 
 def open_runtime(

@@ -1,8 +1,11 @@
-"""The one place a run's state lives: a :class:`Chapter` per chapter and the :class:`RunState`.
+"""The one place a run's state lives: a :class:`Chapter` per chapter and the :class:`RunState`
+of a book; the :class:`BatchState` holds the books of a run (one, or a batch) as
+:class:`BookRun` s.
 
-Only the scheduler thread changes them, through their methods, as it handles the workers'
+Only the scheduler thread changes chapters, through their methods, as it handles the workers'
 events; the live view reads them under :attr:`RunState.lock`. The plain lines, the summary,
-``--report`` and the manifest are projections of these objects, never second copies.
+``--report``, ``--status-file`` and the manifest are projections of these objects, never second
+copies.
 """
 
 from __future__ import annotations
@@ -266,3 +269,123 @@ class RunState:
         else:
             bytes_left = int(left + expected_sum / known * (pending - known))
         return Tally(counts, bytes_left, active, chapter_retries, request_retries)
+
+    def all_admitted(self) -> bool:
+        """True once no chapter waits to be admitted: the last ones are under way.
+
+        Chapters are admitted in chapter order, so the scan from the end usually stops at once.
+        """
+        with self.lock:
+            return not any(c.phase is Phase.WAITING for c in reversed(self.chapters.values()))
+
+
+class BookPhase(StrEnum):
+    """Where a book of a run (one reference, or one of a batch) is."""
+
+    WAITING = "waiting"  # not started yet
+    RESOLVING = "resolving"  # asking the site for the book and its chapters
+    RUNNING = "running"  # its chapters are being downloaded (or its m4b joined)
+    COMPLETE = "complete"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        return self in (BookPhase.COMPLETE, BookPhase.FAILED, BookPhase.INTERRUPTED)
+
+
+@dataclass(kw_only=True)
+class BookRun:
+    """One book of a run: its reference, where it is, its chapters' :class:`RunState` once it
+    runs, and why it failed. Changed by the thread that runs the books, under the batch's lock.
+    """
+
+    number: int  # 1-based position in the run
+    ref: str  # as the user gave it
+    label: str  # how lines name it: the site's name for the book, else the reference
+    line: int | None = None  # its line in the batch file
+    phase: BookPhase = BookPhase.WAITING
+    title: str = ""  # once resolved
+    author: str = ""
+    source_url: str = ""  # the book's page, once resolved: what resumes it
+    run: RunState | None = None
+    message: str = ""  # why it failed (or was not run)
+
+    def resolving(self) -> None:
+        self.phase = BookPhase.RESOLVING
+
+    def resolved(self, title: str, author: str, source_url: str) -> None:
+        self.title, self.author, self.source_url = title, author, source_url
+
+    def running(self, run: RunState) -> None:
+        self.run = run
+        self.phase = BookPhase.RUNNING
+
+    def ended(self, phase: BookPhase, message: str = "") -> None:
+        self.phase = phase
+        self.message = message
+
+    @property
+    def resume_ref(self) -> str:
+        """The reference that runs this book again: its page once known, else as given."""
+        return self.source_url or self.ref
+
+    @property
+    def bytes_received(self) -> int:
+        return self.run.bytes_received if self.run is not None else 0
+
+
+class BatchTally(NamedTuple):
+    """What :meth:`BatchState.tally` found."""
+
+    counts: dict[BookPhase, int]
+    bytes_received: int  # over the network, every book of the run so far
+    current: BookRun | None  # the book under way
+
+
+@dataclass(kw_only=True)
+class BatchState:
+    """The books of a run, in order: one for a single reference, several for a batch.
+
+    Each book's chapters live in its :class:`RunState`; this holds only which book is where.
+    The live view's batch header and the ``--status-file`` are views of it.
+    """
+
+    books: list[BookRun]
+    started: float = field(default_factory=time.monotonic)
+    interrupted: bool = False
+    exit_code: int | None = None  # set once the run has ended
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def is_batch(self) -> bool:
+        return len(self.books) > 1
+
+    def tally(self) -> BatchTally:
+        with self.lock:
+            counts = dict.fromkeys(BookPhase, 0)
+            current = None
+            total = 0
+            for book in self.books:
+                counts[book.phase] += 1
+                total += book.bytes_received
+                if book.phase in (BookPhase.RESOLVING, BookPhase.RUNNING):
+                    current = book
+        return BatchTally(counts, total, current)
+
+    def bytes_left(self, current_left: int | None) -> int | None:
+        """Bytes still to come over the batch: the current book's ``current_left`` plus, for
+        each book not started yet, the mean of the books downloaded so far (None: unknown)."""
+        with self.lock:
+            waiting = sum(1 for book in self.books if book.phase is BookPhase.WAITING)
+            sizes = [b.bytes_received for b in self.books if b.phase is BookPhase.COMPLETE]
+            current = next((b for b in self.books if b.phase is BookPhase.RUNNING), None)
+        if current_left is None:
+            return None
+        if not waiting:
+            return current_left
+        if not sizes and current is not None:
+            sizes = [current.bytes_received + current_left]
+        if not sizes or not any(sizes):
+            return None
+        return current_left + waiting * sum(sizes) // len(sizes)

@@ -18,7 +18,14 @@ from rich.table import Table
 from rich.text import Text
 
 from tokysnatcher.download.events import RequestRetried
-from tokysnatcher.download.state import Chapter, Phase, RunState, Tally
+from tokysnatcher.download.state import (
+    BatchState,
+    BookPhase,
+    Chapter,
+    Phase,
+    RunState,
+    Tally,
+)
 from tokysnatcher.ui.display import visible
 from tokysnatcher.ui.status import (
     Reporter,
@@ -76,6 +83,8 @@ class LiveView:
         max_retries: int = 0,
         clock: Callable[[], float] = time.monotonic,
         max_rows: int = 12,
+        batch: BatchState | None = None,
+        prefix: str = "",
     ) -> None:
         self.console = console
         self.verbose = verbose or debug
@@ -83,9 +92,12 @@ class LiveView:
         self.max_retries = max_retries
         self.clock = clock
         self.max_rows = max_rows
+        self.batch = batch if batch is not None and batch.is_batch else None
+        self.prefix = prefix  # a book of a batch: lines printed above the view say which
         self.status: RunState | None = None
         self._live: Live | None = None
         self._speed = SpeedMeter()
+        self._rate = 0.0  # the header's last speed, bytes/s
         # Per chapter while it is on screen; a chapter that leaves the view leaves this too.
         self._chapter_speed: dict[int, SmoothedRate] = {}
         self._widths = [len("downloading"), 0]  # state and detail columns
@@ -111,7 +123,10 @@ class LiveView:
         if chapter.phase is Phase.FAILED:
             self.console.print(
                 escape(
-                    visible(f"chapter {chapter.index} failed [{chapter.kind}] {chapter.message}")
+                    visible(
+                        f"{self.prefix}chapter {chapter.index} failed [{chapter.kind}] "
+                        f"{chapter.message}"
+                    )
                 ),
                 style="red",
             )
@@ -120,12 +135,14 @@ class LiveView:
             parts = self.status is not None and self.status.parts
             line = event_line(chapter, total, self.clock(), parts=parts)
             if line is not None:
-                self.console.print(escape(visible(line)), style=_STATE_STYLE[chapter.phase])
+                self.console.print(
+                    escape(visible(self.prefix + line)), style=_STATE_STYLE[chapter.phase]
+                )
 
     def retried(self, chapter: Chapter, event: RequestRetried) -> None:
         if self.verbose:
             line = request_retry_line(event, self.max_retries, detail=self.debug)
-            self.console.print(escape(visible(line)), style="yellow")
+            self.console.print(escape(visible(self.prefix + line)), style="yellow")
 
     def stop(self) -> None:
         if self._live is not None:
@@ -133,8 +150,9 @@ class LiveView:
             self._live = None
 
     def _rows(self) -> int:
-        # Header (3 lines) and footer (1) stay visible; the rest of the screen holds bars.
-        return max(1, min(self.max_rows, self.console.size.height - 5))
+        # Header (3 lines, 4 in a batch) and footer (1) stay visible; the rest holds bars.
+        header = 5 if self.batch is None else 6
+        return max(1, min(self.max_rows, self.console.size.height - header))
 
     def render(self) -> RenderableType:
         """One frame; called by Rich's refresh thread (at most REFRESH_PER_SECOND a second)."""
@@ -160,13 +178,15 @@ class LiveView:
             shown = {row.chapter.index for row in table_rows}
             for index in [i for i in self._chapter_speed if i not in shown]:
                 del self._chapter_speed[index]
+        if self.batch is not None:  # read once the book's lock is let go: never both at once
+            header = Text.assemble(self._batch_line(self.batch, tally), header)
         parts: list[RenderableType] = [header, table]
         if footer:
             parts.append(Text(", ".join(footer), style="dim"))
         return Group(*parts)
 
     def _header(self, status: RunState, tally: Tally, now: float) -> Text:
-        speed = self._speed.sample(now, status.bytes_received)
+        speed = self._rate = self._speed.sample(now, status.bytes_received)
         counts = tally.counts
         done = counts[Phase.DONE] + counts[Phase.SKIPPED]
         left = tally.bytes_left
@@ -203,6 +223,21 @@ class LiveView:
         if status.joining is not None and not status.interrupted:
             header.append(f"\njoining m4b {100 * status.joining:.0f}%", style="magenta")
         return header
+
+    def _batch_line(self, batch: BatchState, tally: Tally) -> Text:
+        """``book 2/5  books done 1  total 12.3 MB  batch ETA 4:10``: the batch over its books."""
+        books = batch.tally()
+        counts = books.counts
+        number = books.current.number if books.current is not None else len(batch.books)
+        left = batch.bytes_left(tally.bytes_left)
+        speed = self._rate
+        eta = format_duration(left / speed) if left is not None and speed > 0 else "--:--"
+        line = Text(f"book {number}/{len(batch.books)}  ", style="bold")
+        line.append(f"books done {counts[BookPhase.COMPLETE]}  ")
+        if counts[BookPhase.FAILED]:
+            line.append(f"failed {counts[BookPhase.FAILED]}  ", style="red")
+        line.append(f"total {format_bytes(books.bytes_received)}  batch ETA {eta}\n")
+        return line
 
     def _row(self, chapter: Chapter, now: float) -> _Row:
         meter = self._chapter_speed.setdefault(chapter.index, SmoothedRate())
@@ -287,12 +322,14 @@ class PlainLines:
         debug: bool = False,
         max_retries: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        prefix: str = "",
     ) -> None:
         self.console = console
         self.verbose = verbose or debug
         self.debug = debug
         self.max_retries = max_retries
         self.clock = clock
+        self.prefix = prefix  # a book of a batch: every line says which
         self.status: RunState | None = None
 
     def start(self, status: RunState) -> None:
@@ -300,7 +337,7 @@ class PlainLines:
         self.console.print(
             escape(
                 visible(
-                    f"{status.book_title} by {status.author or 'Unknown Author'}: "
+                    f"{self.prefix}{status.book_title} by {status.author or 'Unknown Author'}: "
                     f"{status.total_chapters} chapters -> {status.destination}"
                 )
             ),
@@ -315,12 +352,12 @@ class PlainLines:
             line = f"chapter {chapter.index}/{total} {chapter.title!r}: {chapter.phase}"
         if line is not None:
             style = "red" if chapter.phase is Phase.FAILED else ""
-            self.console.print(escape(visible(line)), soft_wrap=True, style=style)
+            self.console.print(escape(visible(self.prefix + line)), soft_wrap=True, style=style)
 
     def retried(self, chapter: Chapter, event: RequestRetried) -> None:
         if self.verbose:
             line = request_retry_line(event, self.max_retries, detail=self.debug)
-            self.console.print(escape(visible(line)), soft_wrap=True)
+            self.console.print(escape(visible(self.prefix + line)), soft_wrap=True)
 
     def stop(self) -> None:
         pass
@@ -329,8 +366,9 @@ class PlainLines:
 class QuietReporter:
     """``-q``: failures only; the summary line is printed by the caller."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, prefix: str = "") -> None:
         self.console = console
+        self.prefix = prefix
 
     def start(self, status: RunState) -> None:
         pass
@@ -340,7 +378,8 @@ class QuietReporter:
             self.console.print(
                 escape(
                     visible(
-                        f"error: chapter {chapter.index} failed [{chapter.kind}] {chapter.message}"
+                        f"{self.prefix}error: chapter {chapter.index} failed [{chapter.kind}] "
+                        f"{chapter.message}"
                     )
                 ),
                 style="red",
@@ -354,16 +393,31 @@ class QuietReporter:
         pass
 
 
-def make_reporter(console: Console, verbosity: str, max_retries: int) -> Reporter:
+def make_reporter(
+    console: Console,
+    verbosity: str,
+    max_retries: int,
+    *,
+    batch: BatchState | None = None,
+    prefix: str = "",
+) -> Reporter:
     """The live view in a terminal, plain lines otherwise, nothing but errors when quiet.
 
     ``-v`` adds every chapter event and request retry, ``-vv`` the HTTP detail of each retry;
-    ``max_retries`` is the quick-retry budget of one request, for ``retry n/N``.
+    ``max_retries`` is the quick-retry budget of one request, for ``retry n/N``. A book of a
+    batch: the live view adds the batch's header, each line starts with ``prefix``.
     """
     if verbosity == "quiet":
-        return QuietReporter(console)
+        return QuietReporter(console, prefix=prefix)
     verbose = verbosity in ("verbose", "debug")
     debug = verbosity == "debug"
     if console.is_terminal and not console.is_dumb_terminal:
-        return LiveView(console, verbose=verbose, debug=debug, max_retries=max_retries)
-    return PlainLines(console, verbose=verbose, debug=debug, max_retries=max_retries)
+        return LiveView(
+            console,
+            verbose=verbose,
+            debug=debug,
+            max_retries=max_retries,
+            batch=batch,
+            prefix=prefix,
+        )
+    return PlainLines(console, verbose=verbose, debug=debug, max_retries=max_retries, prefix=prefix)

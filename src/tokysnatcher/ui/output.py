@@ -17,6 +17,7 @@ import io
 import os
 import stat
 import sys
+import time
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
@@ -25,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tokysnatcher.config.settings import Verbosity
+from tokysnatcher.download.state import BookPhase
 from tokysnatcher.ui.display import visible
 from tokysnatcher.utils.units import format_bytes, format_duration
 
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 
     from tokysnatcher.download.plan import BookPlan
     from tokysnatcher.download.results import RunResult
-    from tokysnatcher.download.state import RunState
+    from tokysnatcher.download.state import BatchState, RunState
     from tokysnatcher.library.scan import BookSummary
     from tokysnatcher.library.verify import VerifyReport, VerifyRow
     from tokysnatcher.sources.source import SearchPage
@@ -125,10 +127,17 @@ def _console(stderr: bool) -> Console:
 class Output:
     """Printing for one invocation, at one verbosity."""
 
-    def __init__(self, verbosity: Verbosity, out: Console, err: Console) -> None:
+    def __init__(
+        self, verbosity: Verbosity, out: Console, err: Console, *, prefix: str = ""
+    ) -> None:
         self.verbosity = verbosity
         self.out = out
         self.err = err
+        self.prefix = prefix  # what each line of a book of a batch starts with: "[2/5 slug] "
+
+    def for_book(self, prefix: str) -> Output:
+        """The same output, each line of a book's run starting with ``prefix``."""
+        return Output(self.verbosity, self.out, self.err, prefix=prefix)
 
     @classmethod
     def for_terminal(cls, verbosity: Verbosity) -> Output:
@@ -164,11 +173,18 @@ class Output:
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(escape(visible(message)), soft_wrap=True)
+            self.err.print(escape(visible(self.prefix + message)), soft_wrap=True)
 
     def warn(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(escape(visible(f"warning: {message}")), style="yellow", soft_wrap=True)
+            self.err.print(
+                escape(visible(f"{self.prefix}warning: {message}")), style="yellow", soft_wrap=True
+            )
+
+    def error(self, message: str, hint: str = "") -> None:
+        """An error that ends a book of a batch, not the run: one line, as ``error_line``."""
+        text = f"{self.prefix}error: {message}" + (f" - {hint}" if hint else "")
+        self.err.print(escape(visible(text)), style="red", soft_wrap=True)
 
     def log(self, message: str, level: str) -> None:
         if level == "debug" and self.verbosity is not Verbosity.DEBUG:
@@ -178,16 +194,19 @@ class Output:
         if level == "warning":
             self.warn(message)
         elif level == "error":
-            self.err.print(escape(visible(f"error: {message}")), style="red", soft_wrap=True)
+            self.error(message)
         else:
             self.info(message)
 
-    def reporter(self, max_retries: int) -> Reporter:
-        """How a download shows its progress; ``max_retries``: quick retries of a request."""
+    def reporter(self, max_retries: int, *, batch: BatchState | None = None) -> Reporter:
+        """How a download shows its progress; ``max_retries``: quick retries of a request.
+
+        ``batch``: the run's books; with more than one, the live view shows a batch header.
+        """
         # Imported here: only a download reports progress (the live view pulls in rich.live).
         from tokysnatcher.ui.live import make_reporter
 
-        return make_reporter(self.err, self.verbosity, max_retries)
+        return make_reporter(self.err, self.verbosity, max_retries, batch=batch, prefix=self.prefix)
 
     # -- results ---------------------------------------------------------------------------
     def plan(self, plan: BookPlan) -> None:
@@ -226,6 +245,7 @@ class Output:
         rate = result.success_rate
         speed = result.bytes_received / result.seconds if result.seconds > 0 else 0.0
         noun = "parts" if state.parts else "files"
+        p = self.prefix
         line = (
             ("interrupted: " if result.interrupted else "")
             + f"{done} complete, {len(failed)} failed, {skipped} skipped"
@@ -237,31 +257,74 @@ class Output:
             f"{format_duration(result.seconds)} ({format_bytes(speed)}/s)"
         )
         if self.quiet:
-            self.out.print(escape(visible(f"{state.book_title}: {line}")), soft_wrap=True)
+            self.out.print(escape(visible(f"{p}{state.book_title}: {line}")), soft_wrap=True)
         else:
             self.out.print(
-                escape(visible(f"{state.book_title} - {line}")), style="bold", soft_wrap=True
+                escape(visible(f"{p}{state.book_title} - {line}")), style="bold", soft_wrap=True
             )
             for chapter in failed:
                 self.out.print(
                     escape(
                         visible(
-                            f"  failed {chapter.index:>3} {chapter.filename}: [{chapter.kind}] "
+                            f"{p}  failed {chapter.index:>3} {chapter.filename}: [{chapter.kind}] "
                             f"{chapter.message}"
                         )
                     ),
                     style="red",
                     soft_wrap=True,
                 )
-            self.out.print(escape(visible(f"files: {state.destination}")), soft_wrap=True)
-        if result.stopped_by is not None:
+            self.out.print(escape(visible(f"{p}files: {state.destination}")), soft_wrap=True)
+        if (stopped := result.stopped_by) is not None:
             self.out.print(
-                escape(visible(f"stopped: {result.stopped_by.message} - {result.stopped_by.hint}")),
+                escape(visible(f"{p}stopped: {stopped.message} - {stopped.hint}")),
                 style="red",
                 soft_wrap=True,
             )
         if failed or pending or result.interrupted or result.stopped_by is not None:
-            self.out.print(escape(visible(f"to resume: {resume_command}")), soft_wrap=True)
+            self.out.print(escape(visible(f"{p}to resume: {resume_command}")), soft_wrap=True)
+
+    def batch_summary(
+        self,
+        batch: BatchState,
+        *,
+        resume_rest: str | None,
+        retry_failed: str | None,
+        dry_run: bool = False,
+    ) -> None:
+        """The closing lines of a batch: the count of books by outcome and each failed one."""
+        tally = batch.tally()
+        counts = tally.counts
+        failed = [book for book in batch.books if book.phase is BookPhase.FAILED]
+        not_run = counts[BookPhase.WAITING] + counts[BookPhase.INTERRUPTED]
+        seconds = time.monotonic() - batch.started
+        line = (
+            ("interrupted: " if batch.interrupted else "")
+            + f"batch of {len(batch.books)}: {counts[BookPhase.COMPLETE]} "
+            + ("planned (dry run), " if dry_run else "complete, ")
+            + f"{len(failed)} failed"
+            + (f", {not_run} not finished" if not_run else "")
+            + f"; downloaded {format_bytes(tally.bytes_received)} in {format_duration(seconds)}"
+        )
+        style = "bold" if not failed and not batch.interrupted else "bold red"
+        self.out.print(escape(visible(line)), style=style, soft_wrap=True)
+        for book in failed:
+            where = f" (batch file line {book.line})" if book.line is not None else ""
+            name = f"{book.title!r} ({book.ref})" if book.title else repr(book.ref)
+            self.out.print(
+                escape(
+                    visible(
+                        f"  failed [{book.number}/{len(batch.books)}] {name}{where}: {book.message}"
+                    )
+                ),
+                style="red",
+                soft_wrap=True,
+            )
+        if retry_failed:
+            self.out.print(
+                escape(visible(f"to retry the failed books: {retry_failed}")), soft_wrap=True
+            )
+        if resume_rest:
+            self.out.print(escape(visible(f"to resume the rest: {resume_rest}")), soft_wrap=True)
 
     def search_results(self, page: SearchPage, *, numbered_from: int = 1) -> None:
         if not page.results:
