@@ -40,6 +40,8 @@ DEMO_BANDWIDTH = 20_000  # bytes per second per connection
 def resume_command(plan: BookPlan, settings: Settings) -> str:
     parts = ["tokysnatcher", plan.book.source_url, "-d", str(settings.directory)]
     parts += ["--format", str(settings.output_format)]
+    if settings.output is not None and not settings.output.is_default:
+        parts += ["-o", settings.output.text]
     parts += base_url_args(settings.base_url)
     if settings.chapters:
         parts += ["--chapters", str(settings.chapters)]

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from tokysnatcher.errors import BadValue, UsageError
+from tokysnatcher.library.layout import FORM as OUTPUT_FORM
+from tokysnatcher.library.layout import OutputTemplate
 from tokysnatcher.utils.units import CHAPTERS_FORM, SPEED_LIMIT_FORM, ChapterSpec, parse_speed_limit
 
 
@@ -132,6 +134,8 @@ KEYS: dict[str, Key] = {
     "resume": Key("resume", _flag, "true or false"),
     "no_cover": Key("no-cover", _flag, "true or false"),
     "keep_parts": Key("keep-parts", _flag, "true or false"),
+    "output": Key("output", OutputTemplate.parse, OUTPUT_FORM),
+    "no_sidecars": Key("no-sidecars", _flag, "true or false"),
     "verbosity": Key("verbosity", _verbosity, "one of quiet, normal, verbose, debug"),
 }
 
@@ -169,6 +173,8 @@ class Settings:
     verbosity: Verbosity = Verbosity.NORMAL
     no_cover: bool = False
     keep_parts: bool = False
+    output: OutputTemplate | None = None  # -o: the library layout; None: the default one
+    no_sidecars: bool = False
     # Quick in-attempt retries of one segment request before the chapter attempt fails.
     segment_retries: int = 3
     segment_retry_delay: float = 0.5

@@ -18,6 +18,7 @@ from tokysnatcher import __version__
 from tokysnatcher.config.settings import OutputFormat, Settings
 from tokysnatcher.errors import UsageError
 from tokysnatcher.ffmpeg.binary import Target
+from tokysnatcher.library.layout import layout_of
 from tokysnatcher.library.manifest import (
     BookInfo,
     ChapterCheck,
@@ -28,7 +29,6 @@ from tokysnatcher.library.manifest import (
 from tokysnatcher.library.manifest_schema import PARTS_DIR_NAME, WORK_DIR_NAME
 from tokysnatcher.library.scan import chapter_ext
 from tokysnatcher.sources.source import Book, Source, TrackList
-from tokysnatcher.utils.filenames import book_dir, chapter_filename
 from tokysnatcher.utils.links import points_inside
 from tokysnatcher.utils.units import format_bytes
 
@@ -127,12 +127,13 @@ def prepare(
     book, playlist = source.resolve(slug)
     if not playlist.tracks:
         raise UsageError(f"the book {book.title!r} lists no chapter with audio")
-    folder = book_dir(settings.directory, book.author, book.title)
+    layout = layout_of(settings.output)
+    folder = layout.book_folder(settings.directory, book)
     total = len(playlist.tracks)
     wanted = settings.chapters.select(total) if settings.chapters else list(range(1, total + 1))
     fmt = settings.output_format
     manifest = ManifestManager.load(
-        folder, book=_book_info(book, playlist, fmt), tool_version=__version__
+        folder, book=_book_info(book, playlist, settings, folder), tool_version=__version__
     )
     warnings = [f"track without audio skipped: {title}" for title in playlist.skipped]
     usable = manifest
@@ -158,7 +159,7 @@ def prepare(
     unowned = 0
     for index in wanted:
         track = playlist.tracks[index - 1]
-        name = chapter_filename(index, total, track.title, chapter_ext(fmt))
+        name = layout.chapter_name(book, index, total, track.title, chapter_ext(fmt))
         dest = (part_dir if fmt is OutputFormat.M4B else folder) / name
         action, reason = Action.DOWNLOAD, "new"
         estimate = estimated_size(fmt, track.duration, direct=track.is_direct)
@@ -263,18 +264,23 @@ def check_destination(plan: BookPlan, *, create: bool) -> None:
 
 def book_info(plan: BookPlan, settings: Settings) -> BookInfo:
     """What the manifest records about the planned book."""
-    return _book_info(plan.book, plan.playlist, settings.output_format)
+    return _book_info(plan.book, plan.playlist, settings, plan.folder)
 
 
-def _book_info(book: Book, playlist: TrackList, fmt: OutputFormat) -> BookInfo:
+def _book_info(book: Book, playlist: TrackList, settings: Settings, folder: Path) -> BookInfo:
+    layout = settings.output
     return BookInfo(
         title=book.title,
         author=book.author,
         source_url=book.source_url,
         slug=book.slug,
-        format=str(fmt),
+        format=str(settings.output_format),
         chapter_count=len(playlist.tracks),
         narrator=book.narrator,
         year=book.year,
         cover_url=book.cover_url,
+        source=book.source,
+        id=book.slug,
+        output_template=None if layout is None or layout.is_default else layout.text,
+        folder_depth=len(folder.relative_to(settings.directory).parts),
     )
