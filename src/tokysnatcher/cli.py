@@ -89,7 +89,7 @@ FORMS = {
     "--profile": "the name of a [profiles.NAME] table of the config file",
     "--config": "a TOML config file",
 }
-_SHORT = {"-d": "--directory", "-j": "--jobs", "-s": "--search"}
+_SHORT = {"-d": "--directory", "-j": "--jobs", "-s": "--search", "-o": "--output"}
 _T = TypeVar("_T")
 
 
@@ -170,7 +170,7 @@ def command(
             "-d",
             "--directory",
             metavar="DIR",
-            help="Library root; a book goes to DIR/<Author>/<Title>/."
+            help="Library root; a book goes to DIR/<Author>/[<Series>/]<Title>/ (see -o)."
             + _default("<music dir>/Audiobooks"),
             rich_help_panel=DOWNLOAD,
             show_default=False,
@@ -247,7 +247,7 @@ def command(
         typer.Option(
             "--no-cover",
             metavar="",
-            help="m4b: do not embed the cover." + _default("embed it"),
+            help="No cover: none embedded, no cover.jpg." + _default("embed it, and cover.jpg"),
             rich_help_panel=DOWNLOAD,
             show_default=False,
         ),
@@ -273,6 +273,31 @@ def command(
             show_default=False,
         ),
     ] = None,
+    output_template: Annotated[
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="TEMPLATE",
+            help="Library layout: folders and chapter file name from {author} {title} {series} "
+            "{series_index} {narrator} {year} {source} {id}, plus {index} {chapter_title} {ext} "
+            "in the file name."
+            + _default("{author}/{series}/{title}/{index} - {chapter_title}.{ext}"),
+            rich_help_panel=DOWNLOAD,
+            show_default=False,
+        ),
+    ] = None,
+    no_sidecars: Annotated[
+        bool,
+        typer.Option(
+            "--no-sidecars",
+            metavar="",
+            help="Write no cover.jpg, desc.txt, reader.txt or metadata.opf beside the audio."
+            + _default("write them"),
+            rich_help_panel=DOWNLOAD,
+            show_default=False,
+        ),
+    ] = False,
     jobs: Annotated[
         str | None,
         typer.Option(
@@ -568,6 +593,8 @@ def command(
         "keep_parts": keep_parts or None,
         "quality": quality,
         "source": source,
+        "output": output_template,
+        "no_sidecars": no_sidecars or None,
     }
     settings: Settings = load_settings(
         {k: v for k, v in cli_values.items() if v is not None},

@@ -34,6 +34,7 @@ SEGMENTS = 6  # 12 s chapters in 2 s segments
 FOLDER = Path("Ada Quill") / "The Sample Book"
 WORK = ".tokysnatcher"
 HIDDEN_TEMP = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+SIDECARS = ("cover.jpg", "metadata.opf", "reader.txt")
 
 Trigger = Callable[[Path], bool]
 
@@ -86,7 +87,7 @@ def assert_crash_safe(folder: Path, site: StandinSite) -> None:
     doc = read_manifest(folder / MANIFEST)  # valid JSON of the right shape, or it raises
     assert doc is not None
     for path in folder.iterdir():
-        if path.name in (MANIFEST, WORK) or HIDDEN_TEMP.fullmatch(path.name):
+        if path.name in (MANIFEST, WORK, *SIDECARS) or HIDDEN_TEMP.fullmatch(path.name):
             continue
         match = re.fullmatch(r"(\d\d) - .+\.m4a", path.name)
         assert match, f"unexpected file {path.name}"
@@ -97,6 +98,8 @@ def assert_crash_safe(folder: Path, site: StandinSite) -> None:
     for name, entry in doc.chapters.items():
         if entry.status is ChapterStatus.COMPLETE:
             assert (entry.size, entry.sha256) == sha256_file(folder / name), name
+    for name, recorded in doc.sidecars.items():  # and so is every sidecar it lists
+        assert (recorded.size, recorded.sha256) == sha256_file(folder / name), name
 
 
 def test_kill_9_at_many_moments_then_resume_finishes_the_book(
@@ -139,7 +142,7 @@ def test_kill_9_at_many_moments_then_resume_finishes_the_book(
     assert_book_audio(folder, slow_site, SLUG)
     assert_manifest_matches_files(folder)
     # Nothing stray: no work folder, no temporary files, no partial anything.
-    expected = {MANIFEST, *(p.name for p in chapter_files(folder))}
+    expected = {MANIFEST, *SIDECARS, *(p.name for p in chapter_files(folder))}
     assert {p.name for p in folder.iterdir()} == expected
 
 
@@ -201,5 +204,5 @@ def test_temporary_files_left_by_a_kill_are_removed_by_the_next_run(
     assert not any(path.exists() for path in stale)
     assert mine.read_text() == "not ours"
     assert Counter(p.suffix for p in folder.iterdir()) == Counter(
-        {".m4a": CHAPTERS, ".json": 1, ".txt": 1}
+        {".m4a": CHAPTERS, ".json": 1, ".txt": 2, ".jpg": 1, ".opf": 1}  # and the sidecars
     )

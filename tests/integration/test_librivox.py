@@ -267,7 +267,11 @@ def test_a_large_file_killed_midway_is_continued_with_range(
     since = len(site.file_stats.served)
     result = run(site, [*args, "--resume"])
     assert result.returncode == 0, result.stderr
-    served = [(s.status, s.range, s.sent) for s in site.file_stats.served[since:]]
+    served = [
+        (s.status, s.range, s.sent)
+        for s in site.file_stats.served[since:]
+        if s.path.endswith(name)
+    ]
     assert served == [(206, f"bytes={kept}-", size - kept)]  # only the rest, once
     [output] = book_folder(tmp_path).glob("01 - *.mp3")
     assert packets_md5(output) == packets_md5(body)

@@ -122,6 +122,9 @@ def test_m4b_has_a_chapter_per_part_tags_cover_and_the_parts_audio(
         ".tokysnatcher",
         ".tokysnatcher.json",
         "The Sample Book.m4b",
+        "cover.jpg",  # the sidecars players read (ISSUE 13)
+        "metadata.opf",
+        "reader.txt",
     ]
     parts = parts_of(folder)
     assert [p.name for p in parts] == [f"{n:02d} - {t}.m4a" for n, t in enumerate(SAMPLE_TITLES, 1)]
@@ -209,7 +212,14 @@ def test_keep_parts_puts_chapter_files_next_to_the_m4b(site: StandinSite, tmp_pa
     assert result.returncode == 0, result.stderr + result.stdout
     folder = book_folder(tmp_path)
     visible = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
-    assert visible == ["01 - Front.m4a", "02 - Back.m4a", "Cover Story.m4b"]
+    assert visible == [
+        "01 - Front.m4a",
+        "02 - Back.m4a",
+        "Cover Story.m4b",
+        "cover.jpg",
+        "metadata.opf",
+        "reader.txt",
+    ]
     for part in parts_of(folder):
         assert (folder / part.name).read_bytes() == part.read_bytes()
     tags = metadata(folder / "Cover Story.m4b")

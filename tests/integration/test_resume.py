@@ -79,7 +79,10 @@ def test_manifest_has_the_spec_shape_and_matches_every_file(
         assert STAMP.fullmatch(entry["completed_at"])
     assert_manifest_matches_files(folder)
     # Nothing else is left behind: no work folder, no temporary files.
-    assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, *data["chapters"]])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [MANIFEST, *data["chapters"], *data["sidecars"]]
+    )
+    assert sorted(data["sidecars"]) == ["cover.jpg", "metadata.opf", "reader.txt"]
 
 
 def test_tampered_and_deleted_chapters_are_found_and_only_they_are_fetched(

@@ -104,6 +104,10 @@ def test_full_lifecycle_has_the_spec_shape(tmp_path: Path) -> None:
         "narrator": "Andy Serkis",
         "year": 2020,
         "cover_url": None,
+        "source": "tokybook",
+        "id": "the-hobbit",
+        "output_template": None,
+        "folder_depth": 2,
     }
     assert STAMP.fullmatch(data["created_at"])
     assert STAMP.fullmatch(data["updated_at"])

@@ -66,6 +66,8 @@ def command_for(refs: list[str], settings: Settings) -> str:
         site = site or again.site
     parts = [*env, "tokysnatcher", *names, "-d", str(settings.directory)]
     parts += ["--format", str(settings.output_format)]
+    if settings.output is not None and not settings.output.is_default:
+        parts += ["-o", settings.output.text]
     parts += site
     if settings.chapters:
         parts += ["--chapters", str(settings.chapters)]

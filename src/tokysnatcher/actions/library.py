@@ -13,7 +13,8 @@ from pathlib import Path
 from rich.markup import escape
 
 from tokysnatcher.config.settings import OutputFormat, Settings
-from tokysnatcher.errors import ExitCode, Interrupted, UsageError
+from tokysnatcher.errors import BadValue, ExitCode, Interrupted, UsageError
+from tokysnatcher.library.layout import MAX_FOLDERS, OutputTemplate
 from tokysnatcher.library.scan import BookInfo, BookState, BookSummary, list_downloads
 from tokysnatcher.library.verify import DeepCheck, VerifyReport, verify_folder
 from tokysnatcher.sources.registry import again_command, again_ref, foreign_host
@@ -59,22 +60,33 @@ def _resume_command(report: VerifyReport, settings: Settings) -> str | None:
 def resume_command_for(book: BookInfo, folder: Path, settings: Settings) -> str:
     """``tokysnatcher <url> -d <root> --format <fmt> --resume`` for a book folder on disk.
 
-    The library root is two levels up (``<root>/<Author>/<Title>``). A source on another host
+    The library root is as many levels up as the manifest records (two for
+    ``<root>/<Author>/<Title>``), and a custom layout gets its ``-o``. A source on another host
     than its real site (a stand-in site, a mirror) gets the matching ``--base-url`` (tokybook)
     or ``TOKYSNATCHER_LIBRIVOX_URL`` (LibriVox).
     """
-    again = again_command(book.source_url, book.slug, settings, site_from_page=True)
-    parts = [*again.head, "-d", str(folder.parent.parent)]
+    again = again_command(
+        book.source_url, book.slug, settings, site_from_page=True, recorded=book.source
+    )
+    parts = [*again.head, "-d", str(library_root(book, folder))]
     parts += ["--format", book.format]
+    if book.output_template is not None:
+        parts += ["-o", book.output_template]
     parts += again.site
     parts.append("--resume")
     return shlex.join(parts)
 
 
+def library_root(book: BookInfo, folder: Path) -> Path:
+    """The library root a book folder was made under (``folder_depth`` levels up)."""
+    parents = folder.absolute().parents
+    return parents[min(book.folder_depth, len(parents)) - 1]
+
+
 def list_library(settings: Settings, output: Output) -> ExitCode:
     """Table of every book under the library root; in a terminal, pick one to resume/verify."""
     root = settings.directory
-    books = list_downloads(root)
+    books = list_downloads(root, max_depth=MAX_FOLDERS)
     output.library_table(books, root)
     if not books or not output.interactive:
         return ExitCode.OK
@@ -126,8 +138,15 @@ def _resume(chosen: BookSummary, settings: Settings, output: Output) -> ExitCode
             hint="Run tokysnatcher with the book's URL and --resume, with -d set to the "
             "library root.",
         )
-    root = chosen.folder.parent.parent
-    hosts = foreign_host(book.source_url, settings)
+    root = library_root(book, chosen.folder)
+    try:
+        layout = OutputTemplate.parse(book.output_template) if book.output_template else None
+    except BadValue as err:
+        raise UsageError(
+            f"{chosen.folder}: the manifest's layout cannot be used ({err.message})",
+            hint="Run tokysnatcher with the book's URL, -o and --resume.",
+        ) from err
+    hosts = foreign_host(book.source_url, settings, book.source)
     if hosts is not None:
         # Never send a request to a host the manifest names unless the user says so.
         source, configured = hosts
@@ -138,6 +157,7 @@ def _resume(chosen: BookSummary, settings: Settings, output: Output) -> ExitCode
         )
     resumed = settings.replace(
         directory=root,
+        output=layout,
         output_format=OutputFormat(book.format),
         resume=True,
         force_redownload=False,

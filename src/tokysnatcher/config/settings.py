@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from tokysnatcher.errors import BadValue, UsageError
+from tokysnatcher.library.layout import FORM as OUTPUT_FORM
+from tokysnatcher.library.layout import OutputTemplate
 from tokysnatcher.utils.units import CHAPTERS_FORM, SPEED_LIMIT_FORM, ChapterSpec, parse_speed_limit
 
 
@@ -171,6 +173,8 @@ KEYS: dict[str, Key] = {
     "resume": Key("resume", _flag, "true or false"),
     "no_cover": Key("no-cover", _flag, "true or false"),
     "keep_parts": Key("keep-parts", _flag, "true or false"),
+    "output": Key("output", OutputTemplate.parse, OUTPUT_FORM),
+    "no_sidecars": Key("no-sidecars", _flag, "true or false"),
     "verbosity": Key("verbosity", _verbosity, "one of quiet, normal, verbose, debug"),
     "source": Key("source", _source, "one of " + ", ".join(SOURCE_NAMES)),
     "quality": Key("quality", _quality, "one of standard, high"),
@@ -227,6 +231,8 @@ class Settings:
     # Seconds between two calls to one LibriVox or archive.org host (their API notice asks for
     # "several seconds"); 0 in tests against the stand-in.
     librivox_interval: float = 2.0
+    output: OutputTemplate | None = None  # -o: the library layout; None: the default one
+    no_sidecars: bool = False
     # Quick in-attempt retries of one segment request before the chapter attempt fails.
     segment_retries: int = 3
     segment_retry_delay: float = 0.5

@@ -27,6 +27,7 @@ from tokysnatcher.ffmpeg.binary import (
     FfmpegInfo,
     Tags,
     Target,
+    book_genre,
     convert_command,
     track_tag,
 )
@@ -171,6 +172,7 @@ class ChapterWork:
     total_tracks: int
     stop: threading.Event
     log: Callable[[str, str], None]
+    cover: Path | None = None  # a JPEG every chapter file embeds (not the parts of an m4b)
 
     _renewal_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _announced_generation: int = field(default=0, init=False, repr=False)
@@ -394,10 +396,11 @@ class ChapterWork:
             album=self.book.title,
             artist=self.book.author,
             album_artist=self.book.author,
-            composer=self.book.narrator,
+            composer=self.book.narrator or job.track.narrator,
             track=track_tag(job.index, self.total_tracks),
-            genre="Audiobook",
+            genre=book_genre(self.book),
             date=str(self.book.year) if self.book.year else None,
+            description=self.book.description,
         )
 
     def convert(
@@ -448,6 +451,7 @@ class ChapterWork:
             codec_copy=copy,
             tags=self.tags(job),
             source_codec=info.codec,
+            cover=self.cover if self.target != "m4a-part" else None,
         )
         run_ffmpeg(
             args,

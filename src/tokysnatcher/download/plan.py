@@ -18,6 +18,7 @@ from tokysnatcher import __version__
 from tokysnatcher.config.settings import OutputFormat, Settings
 from tokysnatcher.errors import UsageError
 from tokysnatcher.ffmpeg.binary import Target
+from tokysnatcher.library.layout import layout_of
 from tokysnatcher.library.manifest import (
     BookInfo,
     ChapterCheck,
@@ -39,7 +40,6 @@ from tokysnatcher.utils.filenames import (
     PathTooLong,
     book_file_name,
     book_folder_names,
-    chapter_name_parts,
     fit_path_budget,
     folder_path,
     max_path_units,
@@ -146,10 +146,10 @@ def prepare(
     total = len(playlist.tracks)
     wanted = settings.chapters.select(total) if settings.chapters else list(range(1, total + 1))
     fmt = settings.output_format
-    layout = _fit_names(settings.directory, book, playlist, fmt, wanted)
+    layout = _fit_names(settings, book, playlist, wanted)
     folder = folder_path(settings.directory, layout.folders)
     manifest = ManifestManager.load(
-        folder, book=_book_info(book, playlist, fmt), tool_version=__version__
+        folder, book=_book_info(book, playlist, settings, folder), tool_version=__version__
     )
     warnings = [f"track without audio skipped: {title}" for title in playlist.skipped]
     warnings += [f"not available yet, not downloaded: {name}" for name in playlist.unavailable]
@@ -239,16 +239,21 @@ _OWN_PATHS = (
 
 
 def _fit_names(
-    root: Path, book: Book, playlist: TrackList, fmt: OutputFormat, wanted: list[int]
+    settings: Settings, book: Book, playlist: TrackList, wanted: list[int]
 ) -> FittedNames:
-    """The book's folder and file names, shortened where the platform's path limit needs it.
+    """The book's folder and file names (the ``-o`` layout), shortened where the platform's
+    path limit needs it.
 
     Every chapter counts, not only those asked for, so a chapter keeps its name whichever
     chapters a run selects. For an m4b the last file is the book's own.
     """
+    layout = layout_of(settings.output)
+    fmt = settings.output_format
     total = len(playlist.tracks)
     ext = chapter_ext(fmt)
-    files = [chapter_name_parts(i, total, t.title, ext) for i, t in enumerate(playlist.tracks, 1)]
+    files = [
+        layout.chapter_parts(book, i, total, t.title, ext) for i, t in enumerate(playlist.tracks, 1)
+    ]
     work_units = 0
     if fmt is OutputFormat.M4B:
         whole = book_file_name(book.title, wanted, total)
@@ -257,8 +262,8 @@ def _fit_names(
         work_units = _M4B_PARTS_UNITS
     try:
         return fit_path_budget(
-            root,
-            book_folder_names(book.author, book.title),
+            settings.directory,
+            layout.folder_names(book),
             files,
             work_units=work_units,
             fixed=_OWN_PATHS,
@@ -326,18 +331,23 @@ def check_destination(plan: BookPlan, *, create: bool) -> None:
 
 def book_info(plan: BookPlan, settings: Settings) -> BookInfo:
     """What the manifest records about the planned book."""
-    return _book_info(plan.book, plan.playlist, settings.output_format)
+    return _book_info(plan.book, plan.playlist, settings, plan.folder)
 
 
-def _book_info(book: Book, playlist: TrackList, fmt: OutputFormat) -> BookInfo:
+def _book_info(book: Book, playlist: TrackList, settings: Settings, folder: Path) -> BookInfo:
+    layout = settings.output
     return BookInfo(
         title=book.title,
         author=book.author,
         source_url=book.source_url,
         slug=book.slug,
-        format=str(fmt),
+        format=str(settings.output_format),
         chapter_count=len(playlist.tracks),
         narrator=book.narrator,
         year=book.year,
         cover_url=book.cover_url,
+        source=book.source,
+        id=book.slug,
+        output_template=None if layout is None or layout.is_default else layout.text,
+        folder_depth=len(folder.relative_to(settings.directory).parts),
     )

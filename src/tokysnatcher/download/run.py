@@ -29,9 +29,12 @@ from tokysnatcher.download.plan import (
 from tokysnatcher.download.results import RunResult, chapter_result
 from tokysnatcher.download.scheduler import download_all_chapters
 from tokysnatcher.download.state import Chapter, RunState
+from tokysnatcher.errors import DiskError, DownloadError, FailureKind
 from tokysnatcher.ffmpeg.binary import FfmpegInfo
 from tokysnatcher.library.manifest import ChapterStatus, ManifestManager
 from tokysnatcher.library.manifest_schema import JOIN_DIR_NAME, PARTS_DIR_NAME, WORK_DIR_NAME
+from tokysnatcher.library.sidecars import sidecar_files, write_sidecars
+from tokysnatcher.m4b.cover import fetch_cover_jpeg
 from tokysnatcher.net.http import Fetcher, make_session
 from tokysnatcher.net.limits import RateLimiter
 from tokysnatcher.sources.registry import open_source
@@ -39,6 +42,8 @@ from tokysnatcher.sources.source import Source
 from tokysnatcher.ui.status import Reporter
 from tokysnatcher.utils.atomic import folder_lock, remove_stale_temps
 from tokysnatcher.utils.links import remove_links_in, remove_tree
+
+COVER_DIR_NAME = "cover"  # under WORK_DIR_NAME: the run's cover image, removed at its end
 
 
 @contextmanager
@@ -69,7 +74,7 @@ def claim_folder(plan: BookPlan) -> Iterator[None]:
 def tidy_work_dir(folder: Path) -> None:
     """Remove ``<book>/.tokysnatcher/`` (and its ``parts/``) if nothing is left in it."""
     work = folder / WORK_DIR_NAME
-    for empty in (work / PARTS_DIR_NAME, work):
+    for empty in (work / PARTS_DIR_NAME, work / COVER_DIR_NAME, work):
         try:
             empty.rmdir()
         except FileNotFoundError:
@@ -155,18 +160,33 @@ def execute(
                     state=chapter,
                 )
             )
-    work = ChapterWork(
-        book=plan.book,
-        source=runtime.source,
-        fetcher=runtime.fetcher,
-        ffmpeg=ffmpeg,
-        settings=settings,
-        target=TARGETS[settings.output_format],
-        total_tracks=len(plan.playlist.tracks),
-        stop=runtime.stop,
-        log=runtime.log,
-    )
-    result = download_all_chapters(work, jobs, manifest=manifest, reporter=reporter, state=state)
+    cover = book_cover(plan, settings, runtime, ffmpeg)
+    try:
+        if not settings.no_sidecars:
+            files = sidecar_files(plan.book, plan.playlist.tracks, _read(cover))
+            try:
+                write_sidecars(plan.folder, files, manifest)
+            except DiskError as err:  # the chapters meet it too, and stop the run as they do
+                runtime.log(f"files beside the audio not written: {err.message}", "warning")
+        work = ChapterWork(
+            book=plan.book,
+            cover=cover if settings.output_format is not OutputFormat.M4B else None,
+            source=runtime.source,
+            fetcher=runtime.fetcher,
+            ffmpeg=ffmpeg,
+            settings=settings,
+            target=TARGETS[settings.output_format],
+            total_tracks=len(plan.playlist.tracks),
+            stop=runtime.stop,
+            log=runtime.log,
+        )
+        result = download_all_chapters(
+            work, jobs, manifest=manifest, reporter=reporter, state=state
+        )
+    finally:
+        if cover is not None:
+            with suppress(OSError):
+                cover.unlink()
     # Chapters proven complete never became jobs; the summary and --report count them too.
     result.chapters = sorted(
         [
@@ -180,6 +200,39 @@ def execute(
         key=lambda chapter: chapter.index,
     )
     return result
+
+
+def book_cover(
+    plan: BookPlan, settings: Settings, runtime: Runtime, ffmpeg: FfmpegInfo
+) -> Path | None:
+    """The book's cover as a JPEG in its work folder, when a sidecar or a chapter needs it.
+
+    ``--no-cover`` means no cover at all: none embedded, no ``cover.jpg``.
+    """
+    embeds = settings.output_format is not OutputFormat.M4B and bool(plan.to_fetch)
+    if not plan.book.cover_url or settings.no_cover or (settings.no_sidecars and not embeds):
+        return None
+    try:
+        return fetch_cover_jpeg(
+            plan.book.cover_url,
+            runtime.fetcher,
+            ffmpeg,
+            plan.folder / WORK_DIR_NAME / COVER_DIR_NAME,
+            log=runtime.log,
+        )
+    except DiskError as err:  # the chapters meet it too, and stop the run as they do
+        runtime.log(f"cover not used: {err.message}", "warning")
+    except DownloadError as err:
+        if err.kind is not FailureKind.CANCELLED:
+            raise
+    return None  # no cover, or the run is stopping (the scheduler ends it as interrupted)
+
+
+def _read(path: Path | None) -> bytes | None:
+    try:
+        return path.read_bytes() if path is not None else None
+    except OSError:
+        return None
 
 
 @dataclass

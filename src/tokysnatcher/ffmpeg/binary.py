@@ -24,14 +24,19 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import ffmpeg as ffmpeg_python
 from tokysnatcher.errors import FailureKind, FfmpegError, FfmpegNotFoundError
 from tokysnatcher.ffmpeg import processes
 
+if TYPE_CHECKING:
+    from tokysnatcher.sources.source import Book
+
 ENV_VAR = "TOKYSNATCHER_FFMPEG"
 PROTOCOL_WHITELIST = "file,pipe"
+# A description tag is a command-line argument: keep it far below the OS's limit for one (128 KiB).
+MAX_DESCRIPTION_CHARS = 8000
 MP3_VBR_QUALITY = "4"  # libmp3lame VBR V4: ample for speech (SPEC §2)
 AAC_ENCODE_BITRATE = "96k"  # only when an m4a is asked for without stream copy
 #: Said once per run when ``--format m4a`` meets MP3 audio. It is encoded, not copied: MP3 in an
@@ -74,9 +79,11 @@ class Tags:
     genre: str = "Audiobook"
     date: str | None = None
     comment: str | None = None
+    description: str | None = None  # the book's; written as description and, unless set, comment
 
     def metadata(self) -> list[tuple[str, str]]:
         """ffmpeg metadata keys and values; control characters become spaces, blanks drop."""
+        description = self.description[:MAX_DESCRIPTION_CHARS] if self.description else None
         pairs = [
             ("title", self.title),
             ("album", self.album),
@@ -86,10 +93,17 @@ class Tags:
             ("track", self.track),
             ("genre", self.genre),
             ("date", self.date),
-            ("comment", self.comment),
+            ("comment", self.comment or description),
+            ("description", description),
         ]
         cleaned = [(key, CONTROL_CHARS.sub(" ", value).strip()) for key, value in pairs if value]
         return [(key, value) for key, value in cleaned if value]
+
+
+def book_genre(book: Book) -> str:
+    """The genre tag: the book's genres ("Fiction; Mystery"), else ``Audiobook``."""
+    genres = [genre.strip() for genre in book.genres if genre.strip()]
+    return "; ".join(genres) if genres else "Audiobook"
 
 
 def track_tag(number: int, total: int) -> str:
@@ -208,6 +222,7 @@ def convert_command(
     codec_copy: bool,
     tags: Tags,
     source_codec: str | None = None,
+    cover: Path | None = None,
 ) -> list[str]:
     """The command that turns one chapter's audio into ``output`` (a temporary path).
 
@@ -216,6 +231,9 @@ def convert_command(
     else libmp3lame VBR ``-q:a 4``), ``m4a`` (AAC copy, faststart) and ``m4a-part`` (an m4a
     without the faststart rewrite: an intermediate for the m4b merge). The muxer is always
     named, so the temporary name's extension does not matter.
+
+    ``cover`` (a JPEG) is embedded as the attached picture, copied as it is: an ID3 APIC frame
+    in an mp3, the ``covr`` atom in an m4a.
 
     Raises ValueError for a stream copy that would put the wrong codec in the container: a
     ``.mp3`` must never hold anything but MP3.
@@ -264,7 +282,17 @@ def convert_command(
         in_kwargs["format"] = source_format
     in_url = file_url(source) if isinstance(source, Path) else "pipe:0"
     stream = ffmpeg_python.input(in_url, **in_kwargs)
-    node = ffmpeg_python.output(stream["a:0"], file_url(output), **out_kwargs)
+    streams = [stream["a:0"]]
+    if cover is not None:
+        del out_kwargs["vn"]
+        picture = ffmpeg_python.input(
+            file_url(cover), format="jpeg_pipe", protocol_whitelist=PROTOCOL_WHITELIST
+        )
+        streams.append(picture["v:0"])
+        out_kwargs.update({"c:v": "copy", "disposition:v:0": "attached_pic"})
+        if target == "mp3":  # the APIC picture type players look for
+            out_kwargs["metadata:s:v:0"] = "comment=Cover (front)"
+    node = ffmpeg_python.output(*streams, file_url(output), **out_kwargs)
     args: list[str] = node.compile(cmd=[ffmpeg.path, *global_options(stdin=from_pipe)])
     metadata = [arg for key, value in tags.metadata() for arg in ("-metadata", f"{key}={value}")]
     args[-1:-1] = metadata  # the output path stays last

@@ -255,6 +255,34 @@ class ManifestManager:
         # Names in the manifest were checked when read or added (check_entry_name).
         return check_file(self._path_of(name), entry.size, entry.sha256)
 
+    @property
+    def sidecars(self) -> Mapping[str, BookFile]:
+        """The files beside the audio for players (``cover.jpg`` ...), by name."""
+        with self._lock:
+            return MappingProxyType(dict(self._doc.sidecars))
+
+    def check_sidecar(self, name: str) -> ChapterCheck:
+        """:meth:`check_chapter` for a sidecar file (``incomplete`` when none is recorded)."""
+        found = self._doc.sidecars.get(name)
+        if found is None:
+            return ChapterCheck.INCOMPLETE
+        return check_file(self.book_dir / found.name, found.size, found.sha256)
+
+    def set_sidecars(self, files: Mapping[str, BookFile]) -> None:
+        """Record the sidecar files now beside the audio (plain names in the book folder)."""
+        for name in files:
+            check_entry_name(name)
+        with self._lock:
+            if dict(files) != self._doc.sidecars:
+                self._doc.sidecars = dict(files)
+                self._save_locked()
+
+    def forget_sidecar(self, name: str) -> None:
+        """Stop vouching for a sidecar (it is missing or changed; the next run writes it)."""
+        with self._lock:
+            if self._doc.sidecars.pop(name, None) is not None:
+                self._save_locked()
+
     def check_book_file(self) -> ChapterCheck:
         """:meth:`check_chapter` for the merged m4b file (``incomplete`` until it is made)."""
         book_file = self.book_file

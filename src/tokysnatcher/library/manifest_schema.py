@@ -102,9 +102,24 @@ class ExpectedDuration(NamedTuple):
         return {"seconds": self.seconds, "tolerance": self.tolerance}
 
 
+# Every manifest written before 0.5.1 (schema 1 without ``book.source``) came from tokybook.com,
+# the only source then, with the site's slug as the book's id.
+LEGACY_SOURCE = "tokybook"
+# How far below the library root a book folder lies when the manifest does not say:
+# ``<root>/<Author>/<Title>``, the only layout before 0.5.1.
+LEGACY_FOLDER_DEPTH = 2
+MAX_FOLDER_DEPTH = 8
+
+
 @dataclass
 class BookInfo:
-    """What the manifest records about the book itself."""
+    """What the manifest records about the book itself.
+
+    ``source`` and ``id`` say where the book came from (the source's name and its id for the
+    book); ``output_template`` is the ``-o`` layout the folder was made with (None: the default)
+    and ``folder_depth`` how many folders below the library root the book folder lies, so a
+    resume finds the root again whatever the layout.
+    """
 
     title: str
     author: str
@@ -115,6 +130,14 @@ class BookInfo:
     narrator: str | None = None
     year: int | None = None
     cover_url: str | None = None
+    source: str = LEGACY_SOURCE
+    id: str = ""
+    output_template: str | None = None
+    folder_depth: int = LEGACY_FOLDER_DEPTH
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = self.slug
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)  # slots: a manifest may hold 100,000
@@ -176,6 +199,8 @@ class ManifestDoc:
     updated_at: str | None
     chapters: dict[str, ChapterEntry]
     book_file: BookFile | None = None
+    # The files written beside the audio for players (cover.jpg, desc.txt ...), by name.
+    sidecars: dict[str, BookFile] = field(default_factory=dict)
     book_extra: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -193,6 +218,10 @@ class ManifestDoc:
         }
         if self.book_file is not None:
             data["book_file"] = self.book_file._asdict()
+        if self.sidecars:
+            data["sidecars"] = {
+                name: {"size": f.size, "sha256": f.sha256} for name, f in self.sidecars.items()
+            }
         return data
 
 
@@ -285,9 +314,29 @@ def _parse_book(raw: object) -> tuple[BookInfo, dict[str, Any]]:
     )
     if not isinstance(book.source_url, str) or not isinstance(book.slug, str):
         raise CorruptManifest("book.source_url and book.slug must be text")
+    _migrate_origin(book, raw, where)
     if book.format not in AUDIO_EXTS:
         raise CorruptManifest(f"book.format is not one of {', '.join(AUDIO_EXTS)}")
     return book, _kept({k: v for k, v in raw.items() if k not in BOOK_FIELDS}, "book")
+
+
+def _migrate_origin(book: BookInfo, raw: Mapping[str, Any], where: str) -> None:
+    """Where the book came from and where its folder lies; 0.5.0 manifests say neither.
+
+    Those books are tokybook books (the only source then) whose id is the slug, in
+    ``<root>/<Author>/<Title>``: the defaults of :class:`BookInfo`, written back at the next save.
+    """
+    if "source" in raw:
+        book.source = _get(raw, "source", str, where)
+    if "id" in raw:
+        book.id = _get(raw, "id", str, where) or book.slug
+    if "output_template" in raw:
+        book.output_template = _get(raw, "output_template", (str, type(None)), where)
+    if "folder_depth" in raw:
+        depth = _count(raw, "folder_depth", where, minimum=1)
+        if depth > MAX_FOLDER_DEPTH:
+            raise CorruptManifest(f"{where}folder_depth is above {MAX_FOLDER_DEPTH}")
+        book.folder_depth = depth
 
 
 def _parse_entry(name: str, raw: object) -> ChapterEntry:
@@ -363,6 +412,30 @@ def _parse_book_file(raw: object, warnings: list[str]) -> BookFile | None:
     return BookFile(name, size, sha)
 
 
+def _parse_sidecars(raw: object, warnings: list[str]) -> dict[str, BookFile]:
+    """The ``sidecars`` object (absent before 0.5.1): name -> size and SHA-256."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise CorruptManifest("sidecars is not an object")
+    files: dict[str, BookFile] = {}
+    for name, entry in raw.items():
+        where = f"sidecars[{name!r}]."
+        if not isinstance(entry, dict):
+            raise CorruptManifest(f"{where[:-1]} is not an object")
+        size = _count(entry, "size", where)
+        sha = _get(entry, "sha256", str, where)
+        if not _SHA256_RE.fullmatch(sha):
+            raise CorruptManifest(f"{where}sha256 is not 64 lowercase hex digits")
+        try:
+            check_entry_name(name)
+        except ValueError as err:
+            warnings.append(f"manifest sidecar dropped: {err}")
+            continue
+        files[name] = BookFile(name, size, sha)
+    return files
+
+
 def parse_manifest(doc: object) -> ManifestDoc:
     """Validate a decoded manifest.
 
@@ -399,8 +472,12 @@ def parse_manifest(doc: object) -> ManifestDoc:
         updated_at=_get(doc, "updated_at", (str, type(None)), ""),
         chapters=chapters,
         book_file=_parse_book_file(doc.get("book_file"), warnings),
+        sidecars=_parse_sidecars(doc.get("sidecars"), warnings),
         book_extra=book_extra,
-        extra=_kept({k: v for k, v in doc.items() if k not in known | {"book_file"}}, "manifest"),
+        extra=_kept(
+            {k: v for k, v in doc.items() if k not in known | {"book_file", "sidecars"}},
+            "manifest",
+        ),
         warnings=warnings,
     )
 

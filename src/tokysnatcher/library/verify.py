@@ -44,6 +44,7 @@ class VerifyRow:
     detail: str
     marked_pending: bool = False
     is_book_file: bool = False
+    is_sidecar: bool = False  # cover.jpg, desc.txt ... (also ``is_book_file``: not a chapter)
 
 
 @dataclass(kw_only=True)
@@ -144,6 +145,17 @@ def _verify_book_file(manager: ManifestManager, deep_check: DeepCheck | None) ->
     return VerifyRow(book_file.name, 0, title, check, detail, bad, True)
 
 
+def _verify_sidecar(manager: ManifestManager, name: str) -> VerifyRow:
+    """A sidecar (``cover.jpg`` ...) checked like a chapter; a bad one is forgotten, so the next
+    run writes it again."""
+    check = manager.check_sidecar(name)
+    bad = check is not ChapterCheck.OK
+    if bad:
+        manager.forget_sidecar(name)
+    detail = _DETAILS.get(check, "")
+    return VerifyRow(name, 0, "(beside the audio)", check, detail, bad, True, is_sidecar=True)
+
+
 def verify_folder(
     book_dir: Path,
     *,
@@ -202,6 +214,8 @@ def _verify_locked(
                 report.rows.append(_verify_chapter(manager, name, entry, deep_check))
             if manager.format == "m4b":
                 report.rows.append(_verify_book_file(manager, deep_check))
+            for name in sorted(manager.sidecars):
+                report.rows.append(_verify_sidecar(manager, name))
     except DiskError as err:  # a read-only backup can still be checked
         report.warnings.append(f"the findings could not be saved to the manifest: {err.message}")
     report.corrupt_copy = manager.corrupt_copy

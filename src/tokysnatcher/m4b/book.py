@@ -28,10 +28,12 @@ from pathlib import Path
 from tokysnatcher.config.settings import Settings
 from tokysnatcher.download.plan import Action, BookPlan
 from tokysnatcher.errors import DiskError, FailureKind, FfmpegError
-from tokysnatcher.ffmpeg.binary import FfmpegInfo, Tags, remove_output
+from tokysnatcher.ffmpeg.binary import FfmpegInfo, Tags, book_genre, remove_output
+from tokysnatcher.ffmpeg.image import ImageFormat
 from tokysnatcher.ffmpeg.run import run_ffmpeg
 from tokysnatcher.library.manifest import ChapterCheck, ManifestManager
 from tokysnatcher.library.manifest_schema import JOIN_DIR_NAME, WORK_DIR_NAME
+from tokysnatcher.library.sidecars import COVER_NAME
 from tokysnatcher.m4b.cover import fetch_cover
 from tokysnatcher.m4b.metadata import (
     concat_list_text,
@@ -202,7 +204,9 @@ def book_tags(plan: BookPlan, name: str) -> list[tuple[str, str]]:
         artist=book.author,
         album_artist=book.author,
         composer=book.narrator,
+        genre=book_genre(book),
         date=str(book.year) if book.year else None,
+        description=book.description,
     )
     return [*tags.metadata(), ("media_type", "2")]
 
@@ -276,13 +280,17 @@ def _build(
     except OSError as err:
         raise disk_error_for(err, workdir) from err
     _check_space(plan.folder, [path for path, _ in parts])
-    cover = None
+    cover: tuple[Path, ImageFormat] | None = None
     if settings.no_cover:
         log("cover skipped (--no-cover)", "info")
-    elif plan.book.cover_url:
-        cover = fetch_cover(plan.book.cover_url, fetcher, ffmpeg, workdir, log=log)
-    else:
+    elif not plan.book.cover_url:
         log("the site gives no cover for this book", "info")
+    elif not settings.no_sidecars:
+        # The run fetched it once already, for cover.jpg beside the m4b (or found none usable).
+        if manifest.check_sidecar(COVER_NAME) is ChapterCheck.OK:
+            cover = (plan.folder / COVER_NAME, "jpeg")
+    elif fetched_cover := fetch_cover(plan.book.cover_url, fetcher, ffmpeg, workdir, log=log):
+        cover = (fetched_cover.path, fetched_cover.format)
     # A name of this join's own: an orphaned ffmpeg of a killed run, still finishing its file,
     # can never write (or read back, for +faststart) the file this join makes.
     output = workdir / f"book.{secrets.token_hex(4)}.m4b"
@@ -293,7 +301,7 @@ def _build(
         tags=book_tags(plan, name),
         output=output,
         workdir=workdir,
-        cover=(cover.path, cover.format) if cover else None,
+        cover=cover,
         stall_timeout=settings.stall_timeout,
         stop=stop,
         kill_grace=settings.kill_grace,

@@ -22,6 +22,7 @@ from tokysnatcher.ffmpeg.binary import FfmpegInfo
 from tokysnatcher.ffmpeg.image import ImageFormat, image_format, image_to_jpeg, probe_image
 from tokysnatcher.net.http import Fetcher
 from tokysnatcher.net.urls import is_http_url
+from tokysnatcher.utils.atomic import disk_error_for
 
 MAX_COVER_BYTES = 10 * 2**20
 MAX_COVER_SIDE = 10_000  # pixels; players choke on (and nobody needs) anything larger
@@ -80,6 +81,37 @@ def fetch_cover(
     finally:
         with contextlib.suppress(OSError):
             download.unlink()
+
+
+def fetch_cover_jpeg(
+    url: str,
+    fetcher: Fetcher,
+    ffmpeg: FfmpegInfo,
+    workdir: Path,
+    *,
+    log: Callable[[str, str], None],
+) -> Path | None:
+    """:func:`fetch_cover`, as a JPEG (``cover.jpg`` for players, and what the chapter files
+    embed); None (and a warning) when the book has no usable cover."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise disk_error_for(err, workdir) from err
+    cover = fetch_cover(url, fetcher, ffmpeg, workdir, log=log)
+    if cover is None or cover.format == "jpeg":
+        return None if cover is None else cover.path
+    jpeg = workdir / "cover.jpg"
+    try:
+        image_to_jpeg(ffmpeg, cover.path, jpeg, max_pixels=MAX_COVER_PIXELS)
+    except DiskError:
+        raise
+    except (DownloadError, OSError) as err:
+        log(f"cover not used: {err}", "warning")
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            cover.path.unlink()
+    return jpeg
 
 
 def _checked(download: Path, ffmpeg: FfmpegInfo, workdir: Path) -> Cover:

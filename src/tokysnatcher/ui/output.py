@@ -384,17 +384,25 @@ class Output:
             self.out.print("audio files the manifest does not know (left alone):")
             for name in report.unknown_files:
                 self.out.print(escape(visible(f"  {name}")), soft_wrap=True)
+        audio = [row for row in report.rows if not row.is_sidecar]
         counts: dict[str, int] = {}
-        for row in report.rows:
+        for row in audio:
             label = _check_label(row)
             counts[label] = counts.get(label, 0) + 1
-        parts = [f"{counts.pop('ok', 0)} of {len(report.rows)} ok"]
+        parts = [f"{counts.pop('ok', 0)} of {len(audio)} ok"]
         parts += [f"{n} {label}" for label, n in counts.items()]
-        if not report.rows:
+        if not audio:
             parts = ["the manifest lists no chapters"]
-        marked = sum(1 for row in report.rows if row.marked_pending)
+        marked = sum(1 for row in audio if row.marked_pending)
         if marked:
             parts.append(f"{marked} marked to be fetched again")
+        sidecars = [row for row in report.rows if row.is_sidecar]
+        if sidecars:
+            bad = sum(1 for row in sidecars if row.marked_pending)
+            parts.append(
+                f"{len(sidecars) - bad} of {len(sidecars)} files beside the audio ok"
+                + (f" ({bad} written again by the next run)" if bad else "")
+            )
         if report.rebuilt is not None:
             parts.append("the manifest was corrupt and has been rebuilt")
         if report.rejected:

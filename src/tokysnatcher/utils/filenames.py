@@ -343,12 +343,13 @@ def fit_path_budget(
             low, high = (middle, high) if deepest(middle) <= limit else (low, middle)
         cap = low
     new_folders = tuple(_truncate_units(f, cap) or f[:1] for f in folders)
-    bodies = [_truncate_units(f.body, cap) for f in files]
-    names = _distinct(
-        [NameParts(f.head, b, f.tail) for f, b in zip(files, bodies, strict=True)],
-        shortened=shortened,
-    )
-    return FittedNames(new_folders, tuple(names), shortened)
+    fitted: list[NameParts] = []
+    for parts in files:
+        body = _truncate_units(parts.body, cap)
+        # Shortened away entirely: "01.mp3", not "01 - .mp3".
+        head = parts.head.rstrip(" -") if parts.body and not body else parts.head
+        fitted.append(NameParts(head, body, parts.tail))
+    return FittedNames(new_folders, tuple(_distinct(fitted, shortened=shortened)), shortened)
 
 
 def _fold(name: str) -> str:
@@ -369,8 +370,6 @@ def _distinct(names: list[NameParts], *, shortened: bool) -> list[str]:
             if shortened:  # stay within the length the budget allowed
                 body = body[: max(0, len(body) - len(mark))].rstrip(" .")
             name = f"{parts.head}{body}{mark}{parts.tail}"
-        if not parts.body:  # shortened away entirely: "01.mp3", not "01 - .mp3"
-            name = f"{parts.head.rstrip(' -')}{parts.tail}" if number == 1 else name
         taken.add(_fold(name))
         result.append(name)
     return result
