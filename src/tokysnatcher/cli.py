@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 EPILOG = """\
 [bold]Examples[/bold]
 
-  Download a book (mp3, into <music dir>/Audiobooks/<Author>/<Title>/):
+  Download a book (mp3, into ~/Music/Audiobooks/<Author>/<Title>/):
     [cyan]tokysnatcher https://tokybook.com/post/some-book[/cyan]
 
   One m4b with chapter markers and the cover, into another folder:
@@ -73,13 +73,16 @@ OUTPUT = "Output"
 FORMS = {
     **{f"--{key.name}": key.accepted for key in KEYS.values()},
     "--search": "a search query, e.g. -s sherlock",
+    "--url": "a book page URL or slug, e.g. -u https://tokybook.com/post/some-book",
     "--verify-folder": "a book folder, e.g. --verify-folder ~/Music/Audiobooks/Author/Title",
     "--report": "a file in an existing, writable folder, e.g. --report run.json",
     "--profile": "the name of a [profiles.NAME] table of the config file",
     "--config": "a TOML config file",
 }
-_SHORT = {"-d": "--directory", "-j": "--jobs", "-s": "--search"}
+_SHORT = {"-d": "--directory", "-j": "--jobs", "-s": "--search", "-u": "--url"}
 _T = TypeVar("_T")
+#: Set by the completion script that --install-completion installs, when the shell asks.
+COMPLETE_VAR = "_TOKYSNATCHER_COMPLETE"
 
 
 def _default(text: str) -> str:
@@ -126,7 +129,7 @@ def _report(text: str) -> Path:
 
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish, PowerShell
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False,
@@ -151,6 +154,17 @@ def command(
             show_default=False,
         ),
     ] = None,
+    url_option: Annotated[
+        str | None,
+        typer.Option(
+            "-u",
+            "--url",
+            metavar="URL",
+            help="The book, as the URL argument takes it (TokySnatcher 0.5's option).",
+            rich_help_panel=DOWNLOAD,
+            show_default=False,
+        ),
+    ] = None,
     directory: Annotated[
         str | None,
         typer.Option(
@@ -158,7 +172,7 @@ def command(
             "--directory",
             metavar="DIR",
             help="Library root; a book goes to DIR/<Author>/<Title>/."
-            + _default("<music dir>/Audiobooks"),
+            + _default("~/Music/Audiobooks"),
             rich_help_panel=DOWNLOAD,
             show_default=False,
         ),
@@ -468,6 +482,12 @@ def command(
     """
     if quiet and verbose:
         raise UsageError("-q and -v cannot be used together", hint="Pick one.")
+    if url_option is not None:
+        if url is not None:
+            raise UsageError(
+                "URL and --url cannot be used together", hint="Give the book once, either way."
+            )
+        url = url_option
     verbosity = (
         Verbosity.QUIET
         if quiet
@@ -624,12 +644,24 @@ def _error_line(message: str, hint: str, *, new_line: bool = False) -> None:
     Output.error_line(message, hint, new_line=new_line)
 
 
+def _catch_stop_signals() -> None:
+    """SIGTERM, a hangup, Ctrl-Break and a closed console end the run as Ctrl-C (SIGINT) does."""
+    signal.signal(signal.SIGTERM, _sigterm)
+    if sys.platform == "win32":
+        from tokysnatcher.ui.console import catch_console_close
+
+        signal.signal(signal.SIGBREAK, _sigterm)  # Ctrl-Break
+        catch_console_close()
+    # Under nohup a hangup is ignored on purpose: it stays ignored.
+    elif signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
+        signal.signal(signal.SIGHUP, _hangup)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the command and exit with its code."""
-    signal.signal(signal.SIGTERM, _sigterm)
-    # Under nohup a hangup is ignored on purpose: it stays ignored.
-    if sys.platform != "win32" and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
-        signal.signal(signal.SIGHUP, _hangup)
+    if os.environ.get(COMPLETE_VAR):  # the shell asks for completions (--install-completion)
+        app(prog_name="tokysnatcher")  # Typer answers and exits
+    _catch_stop_signals()
     output: Output | None = None
     try:
         command_obj = typer.main.get_command(app)
@@ -675,4 +707,8 @@ def main(argv: list[str] | None = None) -> None:
             # main() called in-process (a test, a library) must not leave the process unable
             # to start ffmpeg; the command line exits next, so nothing of this run is left.
             reopen()
+        if sys.platform == "win32":
+            from tokysnatcher.ui.console import cleanup_done
+
+            cleanup_done()  # a closing console's handler may let Windows end the process now
     sys.exit(code)
