@@ -10,7 +10,6 @@ import functools
 import hashlib
 import json
 import os
-import pty
 import re
 import select
 import signal
@@ -25,6 +24,9 @@ from typing import Any, Self
 from helpers import cli_env, decoded_md5, tree
 from tokysnatcher.standin import StandinSite
 from tokysnatcher.utils.atomic import sha256_file
+
+if sys.platform != "win32":  # PtySession only: its tests skip on Windows (NEEDS_PTY)
+    import pty
 
 MANIFEST = ".tokysnatcher.json"
 

@@ -226,3 +226,18 @@ def assert_inert(text: str) -> None:
     found = _CONTROLS.search(text)
     assert found is None, (found, text)
     assert not [line for line in text.splitlines() if line.lstrip().startswith("fake: done")]
+
+
+def posix_only(why: str) -> pytest.MarkDecorator:
+    """Skip on Windows, saying which POSIX feature the test needs (never a silent skip)."""
+    return pytest.mark.skipif(sys.platform == "win32", reason=f"Windows: {why}")
+
+
+#: The command driven through a pseudo-terminal: prompts answered, Ctrl-C typed.
+NEEDS_PTY = posix_only("needs a POSIX pseudo-terminal (pty); a Windows console cannot be driven so")
+#: POSIX signals sent to a child (SIGINT, SIGHUP, SIGKILL ...): Windows has only console events.
+NEEDS_SIGNALS = posix_only("sends POSIX signals (SIGINT, SIGHUP, SIGKILL) to the command")
+#: A ``#!`` script run in place of ffmpeg: Windows runs only .exe, .bat and .cmd files.
+NEEDS_SCRIPTS = posix_only("runs a #! script in place of ffmpeg")
+#: A file size limit (RLIMIT_FSIZE), /dev/full, root's mounts or sessions: Linux/POSIX kernels.
+NEEDS_POSIX_KERNEL = posix_only("needs rlimits, /dev/full, mount namespaces or sessions (POSIX)")

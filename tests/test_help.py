@@ -70,7 +70,7 @@ def test_options_are_grouped_in_panels(help_text: str) -> None:
 @pytest.mark.parametrize(
     ("option", "default"),
     [
-        ("--directory", "<music dir>/Audiobooks"),
+        ("--directory", "~/Music/Audiobooks"),
         ("--format", "mp3"),
         ("--chapters", "all"),
         ("--jobs", "2"),

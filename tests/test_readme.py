@@ -34,3 +34,25 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 def test_github_workflow_runs_ci_script() -> None:
     workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text("utf-8")
     assert "bash .ci/run" in workflow
+
+
+def test_ci_runs_every_platform_and_python_the_package_claims() -> None:
+    workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text("utf-8")
+    pyproject = (ROOT / "pyproject.toml").read_text("utf-8")
+    noxfile = (ROOT / "noxfile.py").read_text("utf-8")
+    assert "os: [ubuntu-latest, macos-latest, windows-latest]" in workflow
+    claimed = re.findall(r"Programming Language :: Python :: (3\.\d+)", pyproject)
+    assert claimed == ["3.11", "3.12", "3.13"]
+    assert f"python: {[*claimed]}".replace("'", '"') in workflow
+    assert f"PYTHONS = {[*claimed]}".replace("'", '"') in noxfile
+    # Windows runs the same command with its own venv paths.
+    _, test_command = quick_start_commands()
+    windows = (
+        test_command.replace("python3 -m venv", "python -m venv")
+        .replace(".venv/bin/pip install", ".venv\\Scripts\\python -m pip install")
+        .replace(".venv/bin/python", ".venv\\Scripts\\python")
+        .replace("'", '"')
+    )
+    step = workflow.split("shell: cmd", 1)[1].split("\n      - ", 1)[0]
+    folded = " ".join(step.split("run: >-", 1)[1].split())
+    assert folded == windows

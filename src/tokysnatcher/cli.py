@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 EPILOG = """\
 [bold]Examples[/bold]
 
-  Download a book (mp3, into <music dir>/Audiobooks/<Author>/<Title>/):
+  Download a book (mp3, into ~/Music/Audiobooks/<Author>/<Title>/):
     [cyan]tokysnatcher https://tokybook.com/post/some-book[/cyan]
 
   One m4b with chapter markers and the cover, into another folder:
@@ -82,6 +82,7 @@ OUTPUT = "Output"
 FORMS = {
     **{f"--{key.name}": key.accepted for key in KEYS.values()},
     "--search": "a search query, e.g. -s sherlock",
+    "--url": "a book page URL or slug, e.g. -u https://tokybook.com/post/some-book",
     "--verify-folder": "a book folder, e.g. --verify-folder ~/Music/Audiobooks/Author/Title",
     "--report": "a file in an existing, writable folder, e.g. --report run.json",
     "--status-file": "a file in an existing, writable folder, e.g. --status-file status.json",
@@ -89,8 +90,10 @@ FORMS = {
     "--profile": "the name of a [profiles.NAME] table of the config file",
     "--config": "a TOML config file",
 }
-_SHORT = {"-d": "--directory", "-j": "--jobs", "-s": "--search", "-o": "--output"}
+_SHORT = {"-d": "--directory", "-j": "--jobs", "-s": "--search", "-o": "--output", "-u": "--url"}
 _T = TypeVar("_T")
+#: Set by the completion script that --install-completion installs, when the shell asks.
+COMPLETE_VAR = "_TOKYSNATCHER_COMPLETE"
 
 
 def _default(text: str) -> str:
@@ -137,7 +140,7 @@ def _writable_file(text: str) -> Path:
 
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish, PowerShell
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False,
@@ -164,6 +167,17 @@ def command(
             show_default=False,
         ),
     ] = None,
+    url_option: Annotated[
+        str | None,
+        typer.Option(
+            "-u",
+            "--url",
+            metavar="URL",
+            help="The book, as the URL argument takes it (TokySnatcher 0.5's option).",
+            rich_help_panel=DOWNLOAD,
+            show_default=False,
+        ),
+    ] = None,
     directory: Annotated[
         str | None,
         typer.Option(
@@ -171,7 +185,7 @@ def command(
             "--directory",
             metavar="DIR",
             help="Library root; a book goes to DIR/<Author>/[<Series>/]<Title>/ (see -o)."
-            + _default("<music dir>/Audiobooks"),
+            + _default("~/Music/Audiobooks"),
             rich_help_panel=DOWNLOAD,
             show_default=False,
         ),
@@ -557,6 +571,12 @@ def command(
     """
     if quiet and verbose:
         raise UsageError("-q and -v cannot be used together", hint="Pick one.")
+    if url_option is not None:
+        if refs:
+            raise UsageError(
+                "URL and --url cannot be used together", hint="Give the book once, either way."
+            )
+        refs = [url_option]
     verbosity = (
         Verbosity.QUIET
         if quiet
@@ -733,12 +753,24 @@ def _error_line(message: str, hint: str, *, new_line: bool = False) -> None:
     Output.error_line(message, hint, new_line=new_line)
 
 
+def _catch_stop_signals() -> None:
+    """SIGTERM, a hangup, Ctrl-Break and a closed console end the run as Ctrl-C (SIGINT) does."""
+    signal.signal(signal.SIGTERM, _sigterm)
+    if sys.platform == "win32":
+        from tokysnatcher.ui.console import catch_console_close
+
+        signal.signal(signal.SIGBREAK, _sigterm)  # Ctrl-Break
+        catch_console_close()
+    # Under nohup a hangup is ignored on purpose: it stays ignored.
+    elif signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
+        signal.signal(signal.SIGHUP, _hangup)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the command and exit with its code."""
-    signal.signal(signal.SIGTERM, _sigterm)
-    # Under nohup a hangup is ignored on purpose: it stays ignored.
-    if sys.platform != "win32" and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
-        signal.signal(signal.SIGHUP, _hangup)
+    if os.environ.get(COMPLETE_VAR):  # the shell asks for completions (--install-completion)
+        app(prog_name="tokysnatcher")  # Typer answers and exits
+    _catch_stop_signals()
     output: Output | None = None
     try:
         command_obj = typer.main.get_command(app)
@@ -784,4 +816,8 @@ def main(argv: list[str] | None = None) -> None:
             # main() called in-process (a test, a library) must not leave the process unable
             # to start ffmpeg; the command line exits next, so nothing of this run is left.
             reopen()
+        if sys.platform == "win32":
+            from tokysnatcher.ui.console import cleanup_done
+
+            cleanup_done()  # a closing console's handler may let Windows end the process now
     sys.exit(code)

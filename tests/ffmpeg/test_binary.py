@@ -18,7 +18,7 @@ import imageio_ffmpeg
 import psutil
 import pytest
 
-from helpers import decoded_md5
+from helpers import NEEDS_POSIX_KERNEL, NEEDS_SCRIPTS, NEEDS_SIGNALS, decoded_md5
 from tokysnatcher.errors import (
     DiskError,
     ExitCode,
@@ -142,6 +142,7 @@ def test_env_variable(tmp_path: Path) -> None:
     assert (info.path, info.source) == (REAL, "env")
 
 
+@NEEDS_SCRIPTS
 def test_ffmpeg_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "ffmpeg").symlink_to(REAL)
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -150,6 +151,7 @@ def test_ffmpeg_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert (info.path, info.source) == (str(tmp_path / "ffmpeg"), "path")
 
 
+@NEEDS_SCRIPTS
 def test_bare_name_is_looked_up_on_path(tmp_path: Path) -> None:
     (tmp_path / "ffmpeg7").symlink_to(REAL)
     info = resolve_ffmpeg("ffmpeg7", env={"PATH": str(tmp_path)})
@@ -165,6 +167,7 @@ def test_bundled_fallback_when_path_has_none(
     assert (info.path, info.source) == (REAL, "bundled")
 
 
+@NEEDS_SCRIPTS
 def test_result_is_cached(tmp_path: Path) -> None:
     binary = fake_binary(tmp_path)
     first = resolve_ffmpeg(str(binary), env={})
@@ -173,6 +176,7 @@ def test_result_is_cached(tmp_path: Path) -> None:
     assert first.version == "0.0-fake"
 
 
+@NEEDS_SCRIPTS
 @pytest.mark.parametrize(
     ("setup", "problem"),
     [
@@ -220,6 +224,7 @@ def test_bad_choice_fails_in_one_line_without_fallback(
         assert_gone(int(pidfile.read_text()))
 
 
+@NEEDS_SCRIPTS
 def test_broken_ffmpeg_on_path_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_binary(tmp_path)
     monkeypatch.setenv("FAKE_FFMPEG_MODE", "version-garbage")
@@ -488,6 +493,7 @@ def test_corrupt_input_is_invalid_media(
     assert not out.exists()
 
 
+@NEEDS_POSIX_KERNEL
 def test_full_disk_is_a_disk_error(ff: FfmpegInfo, media: dict[str, Path]) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("needs /dev/full")
@@ -522,6 +528,7 @@ def _refusing_prefix(how: str, folder: Path) -> list[str]:
     return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
 
 
+@NEEDS_POSIX_KERNEL
 @pytest.mark.parametrize(
     ("how", "words"),
     [("read-only", "Read-only file system"), ("no-permission", "Permission denied")],
@@ -655,6 +662,7 @@ def test_a_short_run_past_its_timeout_is_a_stall_and_leaves_no_output(
     assert_gone(int(pidfile.read_text()))
 
 
+@NEEDS_SIGNALS
 def test_ffmpeg_ignoring_sigterm_is_killed_after_grace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -724,6 +732,7 @@ def test_missing_binary_at_run_time(tmp_path: Path) -> None:
         run_ffmpeg([str(tmp_path / "gone"), "-version"], stall_timeout=1)
 
 
+@NEEDS_POSIX_KERNEL
 def test_children_run_in_their_own_session(tmp_path: Path) -> None:
     """Ctrl-C in the terminal must reach only us; we end ffmpeg ourselves."""
     proc = processes.spawn([sys.executable, "-c", "import time; time.sleep(30)"])
@@ -736,6 +745,7 @@ def test_children_run_in_their_own_session(tmp_path: Path) -> None:
     assert proc.returncode is not None
 
 
+@NEEDS_SIGNALS
 def test_terminate_all_reaps_everything_and_closes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, run_cli, tree
+from helpers import NEEDS_POSIX_KERNEL, NEEDS_SCRIPTS, cli_env, run_cli, tree
 from tokysnatcher.standin import StandinSite
 
 pytestmark = pytest.mark.integration
@@ -74,6 +74,7 @@ def test_directory_that_is_a_file(site: StandinSite, tmp_path: Path) -> None:
     assert blocker.read_text() == "x"
 
 
+@NEEDS_POSIX_KERNEL
 def test_unwritable_directory(site: StandinSite) -> None:
     # Root ignores permission bits, so use a folder no one can write: procfs.
     result = run_cli(
@@ -83,6 +84,7 @@ def test_unwritable_directory(site: StandinSite) -> None:
     assert "Traceback" not in result.stderr
 
 
+@NEEDS_SCRIPTS
 def test_ffmpeg_that_is_not_ffmpeg(site: StandinSite, tmp_path: Path) -> None:
     fake = tmp_path / "ffmpeg"
     fake.write_text("#!/bin/sh\necho hello\n")

@@ -24,7 +24,7 @@ from book_support import (
 from helpers import cli_env, decoded_md5, fast_options, run_cli
 from tokysnatcher.library.scan import ChapterStatus, read_manifest
 from tokysnatcher.standin import Faults, StandinSite
-from tokysnatcher.utils.atomic import sha256_file
+from tokysnatcher.utils.atomic import LOCK_NAME, sha256_file
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ def assert_crash_safe(folder: Path, site: StandinSite) -> None:
     doc = read_manifest(folder / MANIFEST)  # valid JSON of the right shape, or it raises
     assert doc is not None
     for path in folder.iterdir():
-        if path.name in (MANIFEST, WORK, *SIDECARS) or HIDDEN_TEMP.fullmatch(path.name):
+        if path.name in (MANIFEST, WORK, LOCK_NAME, *SIDECARS) or HIDDEN_TEMP.fullmatch(path.name):
             continue
         match = re.fullmatch(r"(\d\d) - .+\.m4a", path.name)
         assert match, f"unexpected file {path.name}"
@@ -142,7 +142,7 @@ def test_kill_9_at_many_moments_then_resume_finishes_the_book(
     assert_book_audio(folder, slow_site, SLUG)
     assert_manifest_matches_files(folder)
     # Nothing stray: no work folder, no temporary files, no partial anything.
-    expected = {MANIFEST, *SIDECARS, *(p.name for p in chapter_files(folder))}
+    expected = {MANIFEST, LOCK_NAME, *SIDECARS, *(p.name for p in chapter_files(folder))}
     assert {p.name for p in folder.iterdir()} == expected
 
 
@@ -203,6 +203,6 @@ def test_temporary_files_left_by_a_kill_are_removed_by_the_next_run(
     assert result.returncode == 0, result.stderr
     assert not any(path.exists() for path in stale)
     assert mine.read_text() == "not ours"
-    assert Counter(p.suffix for p in folder.iterdir()) == Counter(
+    assert Counter(p.suffix for p in folder.iterdir() if p.name != LOCK_NAME) == Counter(
         {".m4a": CHAPTERS, ".json": 1, ".txt": 2, ".jpg": 1, ".opf": 1}  # and the sidecars
     )

@@ -19,7 +19,7 @@ from helpers import (
 )
 from tokysnatcher.ffmpeg.binary import MP3_TO_AAC_NOTICE
 from tokysnatcher.standin import StandinSite
-from tokysnatcher.utils.atomic import sha256_file
+from tokysnatcher.utils.atomic import LOCK_NAME, sha256_file
 
 pytestmark = pytest.mark.integration
 
@@ -45,11 +45,13 @@ def test_m4a_download_is_bit_exact_audio(site: StandinSite, tmp_path: Path) -> N
     for index, path in enumerate(files):
         assert path.name.startswith(f"{index + 1:02d} - ")
         assert decoded_md5(path) == decoded_md5(site.source_media("the-sample-book", index))
-    # Nothing but the chapters, the manifest, the sidecars and our (empty or absent) work folder.
+    # Nothing but the chapters, the manifest, the sidecars, the lock file and our (empty or
+    # absent) work folder.
     leftovers = [p for p in folder.iterdir() if p.suffix != ".m4a"]
     assert {p.name for p in leftovers} <= {
         ".tokysnatcher.json",
         ".tokysnatcher",
+        LOCK_NAME,
         "cover.jpg",
         "metadata.opf",
         "reader.txt",

@@ -8,7 +8,6 @@ psutil while it runs and send it a real SIGINT, or close its terminal.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -17,7 +16,6 @@ import signal
 import struct
 import subprocess
 import sys
-import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,11 +25,23 @@ from typing import Any
 import psutil
 import pytest
 
-from helpers import FFMPEG, cli_env, decoded_md5, fast_options, run_cli, start_cli
+from helpers import (
+    FFMPEG,
+    NEEDS_SIGNALS,
+    cli_env,
+    decoded_md5,
+    fast_options,
+    run_cli,
+    start_cli,
+)
 from tokysnatcher.standin import Faults, StandinSite
 from tokysnatcher.utils.atomic import sha256_file
 
-pytestmark = pytest.mark.integration
+if sys.platform != "win32":  # POSIX-only modules (the tests skip on Windows)
+    import fcntl
+    import termios
+
+pytestmark = [pytest.mark.integration, NEEDS_SIGNALS]
 
 SLUG = "the-sample-book"
 SEGMENTS_PER_CHAPTER = 6

@@ -268,9 +268,7 @@ def test_a_large_file_killed_midway_is_continued_with_range(
     result = run(site, [*args, "--resume"])
     assert result.returncode == 0, result.stderr
     served = [
-        (s.status, s.range, s.sent)
-        for s in site.file_stats.served[since:]
-        if s.path.endswith(name)
+        (s.status, s.range, s.sent) for s in site.file_stats.served[since:] if s.path.endswith(name)
     ]
     assert served == [(206, f"bytes={kept}-", size - kept)]  # only the rest, once
     [output] = book_folder(tmp_path).glob("01 - *.mp3")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from book_support import MANIFEST, PtySession, assert_book_audio, manifest_of
-from helpers import fast_options, run_cli
+from helpers import NEEDS_PTY, fast_options, run_cli
 from tokysnatcher.standin import StandinSite
 from tokysnatcher.utils.atomic import folder_lock
 
@@ -78,6 +78,7 @@ def test_an_empty_library(tmp_path: Path) -> None:
     assert "no downloads found under" in result.stdout
 
 
+@NEEDS_PTY
 def test_pick_a_book_in_a_terminal_and_resume_it(
     site: StandinSite, template: Path, tmp_path: Path
 ) -> None:

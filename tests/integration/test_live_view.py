@@ -9,7 +9,6 @@ tests look at what a person would see, frame by frame.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import select
@@ -17,7 +16,6 @@ import signal
 import struct
 import subprocess
 import sys
-import termios
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -27,6 +25,7 @@ import pytest
 from helpers import (
     FFMPEG,
     HOSTILE_SLUG,
+    NEEDS_PTY,
     assert_inert,
     cli_env,
     fast_options,
@@ -35,7 +34,11 @@ from helpers import (
 )
 from tokysnatcher.standin import Faults, StandinSite, make_book
 
-pytestmark = pytest.mark.integration
+if sys.platform != "win32":  # POSIX-only modules (the tests skip on Windows)
+    import fcntl
+    import termios
+
+pytestmark = [pytest.mark.integration, NEEDS_PTY]
 
 _TOKEN = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])|\x1b\][^\x07]*\x07|(\r)|(\n)|([^\x1b\r\n]+)")
 _COLOR = re.compile(r"\x1b\[[0-9;]*(3[0-9]|4[0-9]|9[0-7]|38;|48;)[0-9;]*m")

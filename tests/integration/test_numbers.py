@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, fast_options, run_cli
+from helpers import NEEDS_POSIX_KERNEL, NEEDS_SIGNALS, cli_env, fast_options, run_cli
 from tokysnatcher.standin import Faults, StandinSite
 from tokysnatcher.utils.units import format_bytes
 
@@ -31,6 +31,7 @@ def book_folder(root: Path) -> Path:
     return root / "Ada Quill" / "The Sample Book"
 
 
+@NEEDS_SIGNALS
 def test_an_interrupted_run_says_so_and_claims_no_success_rate(
     standin_cache: Path, tmp_path: Path
 ) -> None:
@@ -136,6 +137,7 @@ def test_an_m4b_run_calls_its_chapters_parts(site: StandinSite, tmp_path: Path) 
     assert "; parts " in result.stdout.splitlines()[0]
 
 
+@NEEDS_POSIX_KERNEL
 def test_the_free_space_refusal_prints_real_sizes(site: StandinSite, tmp_path: Path) -> None:
     if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], check=False).returncode:
         pytest.skip("needs root and a private mount namespace for a small file system")

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from helpers import FFMPEG, cli_env, decoded_md5, fast_options, run_cli, tree
+from helpers import FFMPEG, NEEDS_POSIX_KERNEL, cli_env, decoded_md5, fast_options, run_cli, tree
 from tokysnatcher.standin import Faults, StandinSite
 from tokysnatcher.utils.atomic import sha256_file
 
@@ -137,6 +137,7 @@ def test_a_stream_token_that_expires_mid_download_is_renewed(
     assert_book_is_the_source(faulty_site, book_folder(root))
 
 
+@NEEDS_POSIX_KERNEL
 @pytest.mark.parametrize("faulty_site", [Faults()], indirect=True)
 def test_a_disk_that_refuses_writes_stops_the_whole_run_cleanly(
     faulty_site: StandinSite, tmp_path: Path
@@ -171,6 +172,7 @@ def test_a_disk_that_refuses_writes_stops_the_whole_run_cleanly(
     assert not list(book_folder(root).glob("*.m4a"))
 
 
+@NEEDS_POSIX_KERNEL
 @pytest.mark.parametrize("faulty_site", [Faults()], indirect=True)
 def test_an_ffmpeg_output_on_a_read_only_file_system_stops_the_run(
     faulty_site: StandinSite, tmp_path: Path

@@ -24,7 +24,7 @@ from book_support import (
     book_folder,
     manifest_of,
 )
-from helpers import FFMPEG, cli_env, fast_options, run_cli
+from helpers import FFMPEG, NEEDS_SCRIPTS, cli_env, fast_options, run_cli
 from tokysnatcher.standin import StandinSite
 from tokysnatcher.utils.atomic import sha256_file
 
@@ -211,6 +211,7 @@ os.execv({real!r}, [{real!r}, *args])
 """
 
 
+@NEEDS_SCRIPTS
 def test_links_in_a_kept_work_folder_are_never_written_through(
     site: StandinSite, tmp_path: Path
 ) -> None:
@@ -274,6 +275,7 @@ def wait_for(path: Path, what: str, proc: subprocess.Popen[bytes] | None = None)
         time.sleep(0.02)
 
 
+@NEEDS_SCRIPTS
 def test_a_join_that_finishes_after_kill_9_is_discarded_and_the_book_rebuilt(
     site: StandinSite, tmp_path: Path
 ) -> None:

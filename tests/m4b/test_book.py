@@ -16,6 +16,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
+from helpers import NEEDS_SCRIPTS
 from tokysnatcher.errors import FailureKind, FfmpegError
 from tokysnatcher.ffmpeg.binary import FfmpegInfo, Tags, convert_command, resolve_ffmpeg
 from tokysnatcher.ffmpeg.image import probe_image
@@ -382,6 +383,7 @@ def test_bad_covers_are_a_warning(
     assert not (tmp_path / "work" / "cover.download").exists()
 
 
+@NEEDS_SCRIPTS
 def test_a_decompression_bomb_is_refused_from_its_header_without_decoding(
     cover_server: tuple[str, Path], tmp_path: Path
 ) -> None:

@@ -8,13 +8,13 @@ talks to it.
 from __future__ import annotations
 
 import contextlib
-import copy
+import itertools
 import os
-import resource
 import signal
 import socket
 import socketserver
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,8 +24,9 @@ import pytest
 import requests
 import urllib3
 
+from helpers import NEEDS_POSIX_KERNEL, posix_only
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind
-from tokysnatcher.net import parts
+from tokysnatcher.net import http, parts
 from tokysnatcher.net.hls import parse_media_playlist
 from tokysnatcher.net.http import (
     STALL_MIN_BYTES,
@@ -36,6 +37,9 @@ from tokysnatcher.net.http import (
 )
 from tokysnatcher.net.limits import RateLimiter
 from tokysnatcher.standin import StandinSite
+
+if sys.platform != "win32":  # POSIX-only modules (the tests skip on Windows)
+    import resource
 
 K = FailureKind
 STALL = 0.5  # the stall timeout of every fetcher here: short, so the tests stay fast
@@ -860,12 +864,13 @@ def test_a_closed_session_or_dropped_pool_is_opened_again(server: _Server) -> No
 
 
 def test_a_part_in_use_makes_a_throwaway_part_and_stale_ones_are_left_alone(
-    fetcher: Fetcher, server: _Server, tmp_path: Path
+    fetcher: Fetcher, server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Another request of this process holds 000001.ts.part: this one writes a part of its own,
     # by pid and counter; O_EXCL makes it skip a name a killed run with our pid left behind.
     dest = tmp_path / "000001.ts"
-    number = next(copy.copy(parts._PART_NUMBERS))  # the next name this process would use
+    number = 7  # the next name this process will use (copying a count is gone in Python 3.14)
+    monkeypatch.setattr(parts, "_PART_NUMBERS", itertools.count(number))
     stale = tmp_path / f"000001.ts.{os.getpid()}-{number}.part"
     stale.write_bytes(b"stale")
     with parts.PartFile.claim(dest):
@@ -891,6 +896,7 @@ def test_a_part_without_its_note_is_started_again(
     assert "range" not in server.seen[-1][1]
 
 
+@NEEDS_POSIX_KERNEL
 def test_a_write_that_fails_midway_is_a_disk_error_and_leaves_no_part(
     fetcher: Fetcher, server: _Server, tmp_path: Path
 ) -> None:
@@ -1002,3 +1008,24 @@ def test_the_rate_limiter_gives_up_waiting_when_stopped() -> None:
     stop.set()
     assert limiter.acquire(1024, stop) == 0.0
     assert clock.slept == []
+
+
+@pytest.mark.parametrize(
+    "platform", [pytest.param("linux", marks=posix_only("has no os.writev")), "win32"]
+)
+def test_a_batch_of_chunks_is_written_whole_on_every_platform(
+    platform: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Windows has no os.writev: calling it there raised AttributeError on every segment of more
+    # than one chunk.
+    monkeypatch.setattr(sys, "platform", platform)
+    if platform == "win32":
+        monkeypatch.delattr(os, "writev")
+    chunks = [b"a" * 70_000, b"b" * 3, b"c" * 65_536]
+    path = tmp_path / "segment"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0))
+    try:
+        http._write_all(fd, chunks, sum(map(len, chunks)))
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(chunks)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from helpers import NEEDS_SIGNALS
 from tokysnatcher.standin import BookSpec, Faults, StandinSite, TrackSpec, make_book
 from tokysnatcher.standin.media import CACHE_ENV, MediaCache, default_cache_dir
 
@@ -126,6 +127,7 @@ def test_cache_dir_comes_from_the_environment(
     assert default_cache_dir() == tmp_path
 
 
+@NEEDS_SIGNALS
 def test_command_line_serves_until_interrupted() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(

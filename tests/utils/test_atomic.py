@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import NEEDS_POSIX_KERNEL
 from tokysnatcher.errors import DiskError, ExitCode, FailureKind, ManifestError
 from tokysnatcher.utils.atomic import (
+    LOCK_NAME,
     HashingFile,
     atomic_write_bytes,
     atomic_write_json,
@@ -187,6 +189,7 @@ def test_unwritable_folder_raises_disk_error() -> None:
     assert not (folder / "manifest.json").exists()
 
 
+@NEEDS_POSIX_KERNEL
 def test_full_disk_during_write_raises_disk_error_and_keeps_old(tmp_path: Path) -> None:
     """A real EFBIG from a file-size limit in a child process: the write path maps it."""
     target = tmp_path / "chapter.mp3"
@@ -245,16 +248,45 @@ def test_folder_lock_excludes_other_processes_until_the_holder_dies(tmp_path: Pa
                 pass
         assert str(tmp_path) in caught.value.message
         assert caught.value.exit_code is ExitCode.USAGE
-        holder.kill()  # kill -9: the kernel releases the lock, nothing is left to clean
+        holder.kill()  # kill -9: the system releases the lock, nothing is left to clean
         holder.wait(timeout=10)
         with folder_lock(tmp_path, wait=0.1):
             pass
         assert not folder_in_use(tmp_path)
-        assert list(tmp_path.iterdir()) == [], "no lock file is left behind"
+        # filelock keeps the empty lock file on POSIX (removing a locked name is unsafe) and
+        # removes it on Windows.
+        assert {p.name for p in tmp_path.iterdir()} <= {LOCK_NAME}
+        assert not (tmp_path / LOCK_NAME).exists() or (tmp_path / LOCK_NAME).stat().st_size == 0
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def test_a_link_planted_as_the_lock_file_is_removed_not_followed(tmp_path: Path) -> None:
+    book, outside = tmp_path / "book", tmp_path / "outside.txt"
+    book.mkdir()
+    outside.write_text("keep")
+    (book / LOCK_NAME).symlink_to(outside)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(book)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        assert not (book / LOCK_NAME).is_symlink()
+        assert folder_in_use(book), "the lock is held, not skipped"
+        assert outside.read_text() == "keep"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_folder_that_was_never_locked_is_not_in_use_and_is_left_as_it_was(
+    tmp_path: Path,
+) -> None:
+    assert not folder_in_use(tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_folder_lock_is_reentrant_in_one_process(tmp_path: Path) -> None:

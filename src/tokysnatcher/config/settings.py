@@ -189,10 +189,12 @@ KEYS: dict[str, Key] = {
 
 
 def default_library_root() -> Path:
-    """``<user music dir>/Audiobooks`` (platformdirs)."""
-    import platformdirs  # imported here: runs given a directory never need it (start-up time)
+    """``~/Music/Audiobooks``: the folder TokySnatcher 0.5 used, on every platform.
 
-    return Path(platformdirs.user_music_dir()) / "Audiobooks"
+    Not the platform's own music folder (XDG's, a relocated Windows one): a library started
+    with the old tool must be found, and resumed, where it is.
+    """
+    return Path.home() / "Music" / "Audiobooks"
 
 
 @dataclass(frozen=True, kw_only=True)

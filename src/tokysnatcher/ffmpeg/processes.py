@@ -1,7 +1,9 @@
 """Child processes: a registry that guarantees no child outlives tokysnatcher, plus pipe helpers.
 
 Every child (today: ffmpeg) is started through :func:`spawn`, which puts it in a **new session**
-(its own process group) and records it in the registry until it has been reaped.
+(its own process group; on Windows a new process group, ``CREATE_NEW_PROCESS_GROUP``) and
+records it in the registry until it has been reaped. Stopping a child reaches its whole group:
+SIGTERM, then SIGKILL, on POSIX; Ctrl-Break, then ``TerminateProcess``, on Windows.
 
 Why a new session: Ctrl-C in a terminal sends SIGINT to the whole foreground process group. If
 ffmpeg shared our group it would receive the signal too and exit "failed" on its own, racing our
@@ -170,14 +172,39 @@ def _signal(proc: subprocess.Popen[bytes], *, terminate: bool) -> None:
     if proc.poll() is not None:
         return  # already reaped: its pid may belong to someone else now
     if sys.platform == "win32":
-        proc.terminate() if terminate else proc.kill()
-        return
-    sig = signal.SIGTERM if terminate else signal.SIGKILL
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if os.getpgid(proc.pid) == proc.pid:
-            os.killpg(proc.pid, sig)  # the child leads its own group: reach its helpers too
-        else:
-            proc.send_signal(sig)
+        _signal_windows(proc, terminate=terminate)
+    else:
+        _signal_posix(proc, terminate=terminate)
+
+
+def _signal_posix(proc: subprocess.Popen[bytes], *, terminate: bool) -> None:
+    """SIGTERM (or SIGKILL) to the child's process group: it reaches the child's helpers too."""
+    if sys.platform != "win32":
+        sig = signal.SIGTERM if terminate else signal.SIGKILL
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(proc.pid) == proc.pid:
+                os.killpg(proc.pid, sig)  # the child leads its own group
+            else:
+                proc.send_signal(sig)
+
+
+def _signal_windows(proc: subprocess.Popen[bytes], *, terminate: bool) -> None:
+    """Ctrl-Break to the child's process group (ffmpeg stops as on Ctrl-C), or end it outright.
+
+    The child leads a group of its own (see :func:`_popen_new_session`), so the event reaches
+    it and whatever it started, and nothing else. Without a console shared with the child
+    (pythonw, a service) the event cannot be sent: the child is then ended at once, as it is
+    when ``terminate`` is false (``TerminateProcess``, the SIGKILL of Windows).
+    """
+    if sys.platform == "win32":
+        if terminate:
+            try:
+                os.kill(proc.pid, signal.CTRL_BREAK_EVENT)
+                return
+            except OSError:
+                pass
+        with contextlib.suppress(OSError):
+            proc.kill()
 
 
 def _popen_new_session(

@@ -10,6 +10,7 @@ dropped. The result is data; the CLI renders it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,7 @@ from pathlib import Path
 from tokysnatcher import __version__
 from tokysnatcher.errors import DiskError, UsageError
 from tokysnatcher.library.manifest import ManifestManager
-from tokysnatcher.library.manifest_schema import utc_now
+from tokysnatcher.library.manifest_schema import MANIFEST_NAME, utc_now
 from tokysnatcher.library.scan import (
     BookInfo,
     ChapterCheck,
@@ -177,6 +178,10 @@ def verify_folder(
         raise UsageError(
             f"{book_dir} is not a folder", hint="Pass the folder of one book to --verify-folder."
         )
+    if not os.path.lexists(book_dir / MANIFEST_NAME) and not audio_files(book_dir):
+        # Nothing of ours to check or adopt (an empty folder, a library root): no lock either,
+        # whose file would be the one thing written.
+        return VerifyReport(book_dir=book_dir, books_below=len(list_downloads(book_dir)))
     with folder_lock(book_dir):
         return _verify_locked(book_dir, tool_version, deep_check, clock)
 

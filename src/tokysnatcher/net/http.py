@@ -29,6 +29,7 @@ import errno
 import http.client
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -646,8 +647,17 @@ def _flush(fd: int, batch: list[bytes], size: int, on_bytes: Callable[[int], Non
 
 
 def _write_all(fd: int, chunks: list[bytes], total: int) -> None:
-    """Write ``chunks`` (``total`` bytes) at the end of ``fd``, in one system call if it can."""
-    written = os.writev(fd, chunks) if len(chunks) > 1 else os.write(fd, chunks[0])
+    """Write ``chunks`` (``total`` bytes) at the end of ``fd``, in one system call if it can.
+
+    POSIX gathers the chunks with ``writev``; Windows has no such call, so there they are
+    joined into one buffer first (a copy of one batch, about ``CHUNK`` bytes).
+    """
+    if len(chunks) == 1:
+        written = os.write(fd, chunks[0])
+    elif sys.platform == "win32":
+        written = os.write(fd, b"".join(chunks))
+    else:
+        written = os.writev(fd, chunks)
     if written == total:
         return
     rest = memoryview(b"".join(chunks))[written:]

@@ -94,7 +94,7 @@ class _Stream(io.TextIOBase, TextIO):
         if not self._muted:
             try:
                 self._stream.write(text)
-            except OSError:
+            except (OSError, ValueError):  # ValueError: the wrapped stream was closed
                 self._mute()
         return len(text)
 
@@ -102,7 +102,7 @@ class _Stream(io.TextIOBase, TextIO):
         if not self._muted:
             try:
                 self._stream.flush()
-            except OSError:
+            except (OSError, ValueError):  # ValueError: closed (Python 3.13 reports it at exit)
                 self._mute()
 
     def _mute(self) -> None:

@@ -9,13 +9,16 @@ A disk that refuses a write (no space, no permission, read-only, quota) raises
 :class:`~tokysnatcher.errors.DiskError`, which stops the run with a message naming the path.
 
 Only one process may write into a book folder at a time: :func:`folder_lock` holds an advisory
-lock on the folder itself (``flock`` on the directory, released by the kernel even after
-``kill -9``, and leaving no lock file behind). While holding it, :func:`remove_stale_temps`
-may safely delete the temporary files a killed writer left.
+lock on ``<book>/.tokysnatcher.lock`` through the ``filelock`` library (``flock`` on POSIX, a
+Windows file lock on Windows: the system releases it even after ``kill -9`` or a crash). The empty
+lock file stays after a release on POSIX: removing a locked name would let a waiter and a
+newcomer lock two different files under it (filelock's own rule). While holding the lock,
+:func:`remove_stale_temps` may safely delete the temporary files a killed writer left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import itertools
@@ -23,21 +26,21 @@ import json
 import os
 import re
 import secrets
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, NoReturn, Self
+from typing import TYPE_CHECKING, BinaryIO, NoReturn, Self
 
 from tokysnatcher.errors import DiskError, ManifestError
 from tokysnatcher.utils.links import open_nofollow, remove_entries
 
-if sys.platform != "win32":
-    import fcntl
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
 
+#: The lock file :func:`folder_lock` holds, in the folder it guards.
+LOCK_NAME = ".tokysnatcher.lock"
 CHUNK_SIZE = 1024 * 1024
 
 _DISK_MESSAGES: dict[int | None, str] = {
@@ -292,8 +295,9 @@ def folder_lock(folder: Path, *, wait: float = 1.0) -> Iterator[None]:
     Re-entrant within a process (a run locks the book folder, and so does each step of it that
     writes). Waits up to ``wait`` seconds for another process (a ``--list-downloads`` probe
     holds it for an instant), then raises :class:`ManifestError` naming the folder. Where the
-    platform or file system has no such locks (Windows, some network shares) the body runs
-    unlocked.
+    lock file cannot be made (a read-only folder) or the file system has no locks (some
+    network shares), the body runs unlocked: it either writes nothing or meets the same
+    refusal as a :class:`DiskError` naming the file.
     """
     key = os.path.realpath(folder)
     with _held_lock:
@@ -307,7 +311,7 @@ def folder_lock(folder: Path, *, wait: float = 1.0) -> Iterator[None]:
             with _held_lock:
                 _held[key] -= 1
         return
-    fd = _acquire(folder, wait)
+    lock = _acquire(folder, wait)
     with _held_lock:
         _held[key] = 1
     try:
@@ -315,46 +319,48 @@ def folder_lock(folder: Path, *, wait: float = 1.0) -> Iterator[None]:
     finally:
         with _held_lock:
             del _held[key]
-        if fd is not None:
-            os.close(fd)  # closing the descriptor releases the lock
+        if lock is not None:
+            lock.release()
 
 
-def _acquire(folder: Path, wait: float) -> int | None:
-    """An open descriptor of ``folder`` holding its exclusive lock (None: no locking here)."""
-    if sys.platform == "win32":  # no flock; one writer per folder is then up to the user
-        return None
+def _acquire(folder: Path, wait: float) -> BaseFileLock | None:
+    """The lock of ``folder``, held (None: no locking possible here)."""
+    from filelock import Timeout  # imported here: runs that never lock need none of it
+
+    path = folder / LOCK_NAME
+    if path.is_symlink():  # planted: filelock refuses to open it, and locking would be off
+        with contextlib.suppress(OSError):
+            path.unlink()
+    lock = _lock_of(folder, wait)
     try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError as err:
-        reraise_disk_refusal(err, folder, action="open")
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise _busy(folder) from None
-            time.sleep(0.05)
-        except OSError:
-            return fd  # locks not supported here (ENOLCK, EOPNOTSUPP): carry on unlocked
+        lock.acquire()
+    except Timeout:
+        raise _busy(folder) from None
+    except (OSError, NotImplementedError):
+        return None  # read-only folder, or no flock on this file system: carry on unlocked
+    return lock
+
+
+def _lock_of(folder: Path, wait: float) -> BaseFileLock:
+    from filelock import FileLock
+
+    # Not thread-local: a folder's lock is one per process (see _held), whichever thread
+    # releases it.
+    return FileLock(folder / LOCK_NAME, timeout=wait, thread_local=False)
 
 
 def folder_in_use(folder: Path) -> bool:
     """True when another process holds :func:`folder_lock` on ``folder`` right now."""
-    if sys.platform == "win32":
-        return False
+    from filelock import Timeout
+
+    if not (folder / LOCK_NAME).is_file():
+        return False  # a holder makes the file first: no file, no holder (and nothing written)
+    lock = _lock_of(folder, 0)
     try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
+        lock.acquire()
+    except Timeout:
         return True
-    except OSError:
+    except (OSError, NotImplementedError):
         return False
-    finally:
-        os.close(fd)
+    lock.release()
     return False
