@@ -133,6 +133,7 @@ KEYS: dict[str, Key] = {
     "no_cover": Key("no-cover", _flag, "true or false"),
     "keep_parts": Key("keep-parts", _flag, "true or false"),
     "verbosity": Key("verbosity", _verbosity, "one of quiet, normal, verbose, debug"),
+    "data_dir": Key("data-dir", parse_path, "a folder, e.g. ~/.local/share/tokysnatcher"),
 }
 
 
@@ -141,6 +142,13 @@ def default_library_root() -> Path:
     import platformdirs  # imported here: runs given a directory never need it (start-up time)
 
     return Path(platformdirs.user_music_dir()) / "Audiobooks"
+
+
+def default_data_dir() -> Path:
+    """The tool's own files (crash reports, its database): the user data dir (platformdirs)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tokysnatcher"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +177,8 @@ class Settings:
     verbosity: Verbosity = Verbosity.NORMAL
     no_cover: bool = False
     keep_parts: bool = False
+    # The tool's own files (env TOKYSNATCHER_DATA_DIR, config key data-dir).
+    data_dir: Path = field(default_factory=default_data_dir)
     # Quick in-attempt retries of one segment request before the chapter attempt fails.
     segment_retries: int = 3
     segment_retry_delay: float = 0.5

@@ -26,7 +26,7 @@ from tokysnatcher.download.plan import (
     check_destination,
 )
 from tokysnatcher.download.results import RunResult, chapter_result
-from tokysnatcher.download.scheduler import download_all_chapters
+from tokysnatcher.download.scheduler import connection_ceiling, download_all_chapters
 from tokysnatcher.download.state import Chapter, RunState
 from tokysnatcher.ffmpeg.binary import FfmpegInfo
 from tokysnatcher.library.manifest import ChapterStatus, ManifestManager
@@ -205,7 +205,8 @@ def open_runtime(
     *,
     log: Callable[[str, str], None] = lambda message, level: None,
 ) -> Runtime:
-    session = make_session(settings.connections)
+    # Pooled for the highest limit the live view's "+" may set; the workers keep to the limit.
+    session = make_session(connection_ceiling(settings.connections))
     stop = stop or threading.Event()
     source = open_source(session, settings, wait=stop.wait)
     fetcher = Fetcher(

@@ -85,6 +85,11 @@ class JsonApi:
         self._wait = wait
         self._now = now
 
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds a connection may take to open."""
+        return self._connect_timeout
+
     def post(self, url: str, body: Mapping[str, Any], what: str) -> tuple[int, Any]:
         """POST ``body``; the status and the parsed answer (None for an HTTP error below 500).
 

@@ -9,7 +9,10 @@ module imports no HTTP library: the calls go through the :class:`JsonApi` it is 
 from __future__ import annotations
 
 import re
+import socket
+import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
@@ -18,6 +21,7 @@ from tokysnatcher.errors import BookNotFoundError, SourceError, UsageError
 from tokysnatcher.net.urls import is_http_url
 from tokysnatcher.sources.source import (
     Book,
+    HealthStep,
     MediaKind,
     RequestHeaders,
     SearchPage,
@@ -38,6 +42,7 @@ _TITLE_FIELDS = ("title", "bookTitle", "album", "name", "bookName")
 _SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,199}$")
 # Hosts a book URL may name without --base-url.
 _KNOWN_HOSTS = frozenset({"tokybook.com", "www.tokybook.com"})
+_OFFLINE_FIX = "Check the network connection; --base-url selects another site root."
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -318,3 +323,57 @@ class TokybookSource:
             total=total if isinstance(total, int) else len(results),
             offset=offset,
         )
+
+    def health(self) -> list[HealthStep]:
+        """DNS, then TLS (https), then the search API answering JSON, timed (``--doctor``)."""
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        site = parts.netloc
+        try:
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return [HealthStep(f"{site}: DNS", False, f"{host} does not resolve", _OFFLINE_FIX)]
+        addresses = sorted({str(info[4][0]) for info in found})
+        steps = [HealthStep(f"{site}: DNS", True, f"{host} is {', '.join(addresses[:3])}")]
+        if parts.scheme == "https":
+            steps.append(self._tls(site, host, port))
+            if not steps[-1].ok:
+                return steps
+        started = time.monotonic()
+        try:
+            self.search("a", offset=0, limit=1)
+        except SourceError as err:
+            return [*steps, HealthStep(f"{site}: API", False, err.message, err.hint)]
+        took = 1000 * (time.monotonic() - started)
+        return [*steps, HealthStep(f"{site}: API", True, f"answered JSON in {took:.0f} ms")]
+
+    def _tls(self, site: str, host: str, port: int) -> HealthStep:
+        """A TLS handshake with the certificate checked against the bundle requests uses."""
+        import certifi
+
+        name = f"{site}: TLS"
+        context = ssl.create_default_context(cafile=certifi.where())
+        try:
+            with (
+                socket.create_connection((host, port), timeout=self.api.connect_timeout) as raw,
+                context.wrap_socket(raw, server_hostname=host) as tls,
+            ):
+                version = tls.version() or "TLS"
+        except ssl.SSLCertVerificationError as err:
+            return HealthStep(
+                name,
+                False,
+                f"the certificate of {host} is not valid ({err.verify_message})",
+                "The clock may be wrong, or something on the network intercepts secure "
+                "connections; --base-url selects another site root.",
+            )
+        except ssl.SSLError as err:
+            return HealthStep(
+                name, False, f"the secure connection failed ({err.reason or err})", _OFFLINE_FIX
+            )
+        except OSError as err:
+            return HealthStep(
+                name, False, f"could not connect to {site} ({err.strerror or err})", _OFFLINE_FIX
+            )
+        return HealthStep(name, True, f"{version}, certificate valid")
