@@ -52,6 +52,9 @@ EPILOG = """\
     [cyan]tokysnatcher --verify-folder ~/Music/Audiobooks/Author/Title[/cyan]
     [cyan]tokysnatcher --list-downloads[/cyan]
 
+  Check that ffmpeg, the site and the folders are ready (one row each, with the fix):
+    [cyan]tokysnatcher --doctor[/cyan]
+
   In a script: one summary line and a JSON report:
     [cyan]tokysnatcher some-book -q --report run.json[/cyan]
 
@@ -467,6 +470,17 @@ def command(
             show_default=False,
         ),
     ] = False,
+    doctor: Annotated[
+        bool,
+        typer.Option(
+            "--doctor",
+            metavar="",
+            help="Check Python, ffmpeg, the site, the library folder, the config file, proxies "
+            "and the data folder; one row each with the fix for a problem.",
+            rich_help_panel=LIBRARY,
+            show_default=False,
+        ),
+    ] = False,
     demo: Annotated[
         bool,
         typer.Option(
@@ -503,6 +517,16 @@ def command(
             show_default=False,
         ),
     ] = None,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            metavar="",
+            help="Print the result as JSON, for scripts (with --doctor).",
+            rich_help_panel=OUTPUT,
+            show_default=False,
+        ),
+    ] = False,
     quiet: Annotated[
         bool,
         typer.Option(
@@ -616,11 +640,24 @@ def command(
         "output": output_template,
         "no_sidecars": no_sidecars or None,
     }
-    settings: Settings = load_settings(
-        {k: v for k, v in cli_values.items() if v is not None},
-        profile=profile,
-        config_file=config,
-    )
+    given = {k: v for k, v in cli_values.items() if v is not None}
+    config_error: UsageError | None = None
+    try:
+        settings: Settings = load_settings(given, profile=profile, config_file=config)
+    except UsageError as err:
+        if not doctor:
+            raise
+        # The doctor reports a broken config file (or environment value) as one of its rows
+        # and checks the rest without it: the environment and command line if they are good
+        # (they may point a source elsewhere), else the command line and built-in defaults.
+        from tokysnatcher.config.sources import read_command_line, read_env
+
+        config_error = err
+        try:
+            settings = Settings(**{**read_env(os.environ), **read_command_line(given)})
+        except UsageError:
+            settings = Settings(**read_command_line(given))
+    ctx.meta["settings"] = settings  # for a crash report, should anything go wrong
     output = Output.for_terminal(settings.verbosity)
     ctx.obj = output
     _route_logging(output)
@@ -633,6 +670,7 @@ def command(
             ("--verify-folder", verify_folder is not None),
             ("--list-downloads", list_downloads),
             ("--demo", demo),
+            ("--doctor", doctor),
         )
         if on
     ]
@@ -647,9 +685,22 @@ def command(
             "--report writes one book's report; a batch has several books",
             hint="Use --status-file: its last version holds every book's outcome.",
         )
+    if json_output and not doctor:
+        raise UsageError("--json goes with --doctor")
     # Only the chosen action's module is imported: each brings its own heavy dependencies
     # (requests, ffmpeg-python, ...) that the others do not need.
-    if demo:
+    if doctor:
+        from tokysnatcher.actions.doctor import doctor as run_doctor
+        from tokysnatcher.config.sources import config_path
+
+        code = run_doctor(
+            settings,
+            output,
+            config_path=config_path(config, os.environ),
+            config_error=config_error,
+            as_json=json_output,
+        )
+    elif demo:
         from tokysnatcher.actions.download import demo as run_demo
 
         if len(refs) > 1:
@@ -772,14 +823,18 @@ def main(argv: list[str] | None = None) -> None:
         app(prog_name="tokysnatcher")  # Typer answers and exits
     _catch_stop_signals()
     output: Output | None = None
+    settings: Settings | None = None
+    args: list[str] = []
     try:
         command_obj = typer.main.get_command(app)
         args = list(sys.argv[1:] if argv is None else argv)
-        with command_obj.make_context("tokysnatcher", args) as ctx:
+        # A copy: click consumes the list it parses, and a crash report shows the command.
+        with command_obj.make_context("tokysnatcher", list(args)) as ctx:
             try:
                 command_obj.invoke(ctx)
             finally:
                 output = ctx.obj  # the command's Output, or None if it failed before
+                settings = ctx.meta.get("settings")
         code: int = ExitCode.OK
     except typer.Exit as done:
         code = done.exit_code
@@ -798,13 +853,22 @@ def main(argv: list[str] | None = None) -> None:
             what, "Nothing more was done; run the command again to continue.", new_line=True
         )
         code = ExitCode.INTERRUPTED
-    except Exception as err:  # a bug: still one clear line, the traceback only with -vv
+    except Exception as err:  # a bug: still one clear line, and a report to send
         if output is not None and output.debug:
             output.traceback()
-        _error_line(
-            f"unexpected {type(err).__name__}: {err}",
-            "This is a bug; run again with -vv for the traceback and please report it.",
-        )
+        from tokysnatcher.diagnostics.crash import report_crash
+        from tokysnatcher.diagnostics.redact import redact
+
+        path, problem = report_crash(err, settings=settings, argv=args)
+        if path is not None:
+            hint = f"This is a bug; please report it with the crash report {path}"
+        else:
+            hint = (
+                f"This is a bug; no crash report could be written ({problem}); run again "
+                "with -vv for the traceback and please report it."
+            )
+        # The line may carry what the error did (a header, a URL): secrets never reach it.
+        _error_line(redact(f"unexpected {type(err).__name__}: {err}", home=False), hint)
         code = ExitCode.FAILED
     finally:
         # Children are registered through ffmpeg.processes: if no one imported it (--version,

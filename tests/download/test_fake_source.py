@@ -123,6 +123,9 @@ class Quiet:
     def retried(self, chapter: Chapter, event: RequestRetried) -> None:
         pass
 
+    def controls(self, post: object) -> None:
+        pass
+
     def stop(self) -> None:
         pass
 

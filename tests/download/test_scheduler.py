@@ -19,7 +19,12 @@ import pytest
 
 from tokysnatcher.config.settings import Settings
 from tokysnatcher.download.chapter import ChapterJob, Resolved
-from tokysnatcher.download.events import RequestRetried
+from tokysnatcher.download.events import (
+    ChangeConnections,
+    Command,
+    PauseChapter,
+    RequestRetried,
+)
 from tokysnatcher.download.results import RunResult
 from tokysnatcher.download.scheduler import download_all_chapters
 from tokysnatcher.download.state import Chapter, Phase, RunState
@@ -122,17 +127,29 @@ class Recorder:
         self.retries: list[RequestRetried] = []
         self.interrupt_on = interrupt_on
         self.state: RunState | None = None
+        self.post: Callable[[Command], None] | None = None
+        self.at_start: list[Command] = []  # posted as the run starts taking commands
+        self.when: dict[tuple[int, Phase], Command] = {}  # posted when a chapter reaches it
 
     def start(self, state: RunState) -> None:
         self.state = state
 
     def event(self, chapter: Chapter) -> None:
         self.changes.append((chapter.index, chapter.phase, self.clock.now, chapter.retry_due))
+        command = self.when.get((chapter.index, chapter.phase))
+        if command is not None and self.post is not None:
+            self.post(command)
         if chapter.phase is self.interrupt_on:
             raise KeyboardInterrupt  # as Ctrl-C arrives: in the scheduler's own thread
 
     def retried(self, chapter: Chapter, event: RequestRetried) -> None:
         self.retries.append(event)
+
+    def controls(self, post: Callable[[Command], None] | None) -> None:
+        self.post = post
+        if post is not None:
+            for command in self.at_start:
+                post(command)
 
     def stop(self) -> None:
         pass
@@ -156,6 +173,8 @@ def run(
     chapters: int = 3,
     fail: Script = lambda job, index: None,
     interrupt_on: Phase | None = None,
+    at_start: list[Command] | None = None,
+    when: dict[tuple[int, Phase], Command] | None = None,
     **options: object,
 ) -> Run:
     settings = Settings(
@@ -189,6 +208,8 @@ def run(
             )
         )
     recorder = Recorder(clock, interrupt_on=interrupt_on)
+    recorder.at_start = at_start or []
+    recorder.when = when or {}
     recorder.start(state)
     ended: list[float] = []
     result = download_all_chapters(
@@ -326,3 +347,32 @@ def test_events_of_an_attempt_that_is_over_are_dropped(tmp_path: Path) -> None:
     assert 1 in done.steps.fetched[(1, 1)]
     assert done.steps.converted_with[1] == {0, 1, 2}
     assert done.state.chapters[1].segments_done == 3
+
+
+# -- the user's commands (the live view's keys) -------------------------------------------------
+def test_a_paused_chapter_lets_the_others_run_and_completes_once_resumed(tmp_path: Path) -> None:
+    # One job at a time: chapter 1, paused as the run starts, must not hold up 2 and 3; it is
+    # resumed once 3 is done, and completes in its first attempt with what it had.
+    done = run(
+        tmp_path,
+        jobs=1,
+        at_start=[PauseChapter(1)],
+        when={(3, Phase.DONE): PauseChapter(1)},
+    )
+    assert done.result.ok
+    finished = [index for index, phase, _, _ in done.recorder.changes if phase is Phase.DONE]
+    assert finished == [2, 3, 1]
+    assert done.result.chapters[0].attempts == 1
+    assert done.steps.converted_with[1] == {0, 1, 2}
+    assert not done.state.chapters[1].paused
+
+
+def test_the_connection_limit_moves_within_its_bounds(tmp_path: Path) -> None:
+    raised = run(tmp_path / "a", at_start=[ChangeConnections(+1), ChangeConnections(+1)])
+    assert raised.result.ok
+    assert raised.state.connections == 4
+    lowered = run(tmp_path / "b", at_start=[ChangeConnections(-1)] * 5)
+    assert lowered.result.ok
+    assert lowered.state.connections == 1
+    capped = run(tmp_path / "c", at_start=[ChangeConnections(+1)] * 30)
+    assert capped.state.connections == 16

@@ -9,6 +9,7 @@ tests look at what a person would see, frame by frame.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -504,3 +505,145 @@ def test_the_live_view_through_a_stall_and_an_m4b_join(
     # Request retries (the stalled ones) are counted and labelled; none became a chapter retry.
     assert re.search(r"retries: 0 chapter, [1-9]\d* request", final), final
     assert "Traceback" not in term.transcript
+
+
+# -- keys ---------------------------------------------------------------------------------------
+KEYS_SLUG = "keys-book"
+DOWN = "\x1b[B"
+
+
+@pytest.fixture(scope="module")
+def slow_site(standin_cache: Path) -> Iterator[StandinSite]:
+    """Four chapters of six segments, each request answered after a quarter second."""
+    book = make_book(
+        KEYS_SLUG, title="Keys Book", chapters=4, chapter_seconds=6.0, segment_seconds=1.0
+    )
+    with StandinSite(
+        catalog={KEYS_SLUG: book}, faults=Faults(latency=0.25), cache_dir=standin_cache
+    ) as running:
+        yield running
+
+
+def requests_seen(site: StandinSite) -> int:
+    return sum(site.stats.requests.values())
+
+
+def cooked(term: Terminal) -> bool:
+    """The terminal reads whole lines and echoes them: the mode a shell expects back."""
+    lflag = termios.tcgetattr(term.master)[3]
+    return bool(lflag & termios.ICANON and lflag & termios.ECHO)
+
+
+def test_keys_pause_the_run_then_one_chapter_and_resume_both(
+    slow_site: StandinSite, tmp_path: Path, terminal: Callable[..., Terminal]
+) -> None:
+    options = [*fast_options(slow_site, tmp_path), "--connections", "2"]
+    term = terminal([KEYS_SLUG, *options])
+    term.expect("p pause")  # the keys footer: the view reads keys
+    assert not cooked(term), "keys are read a key at a time, without echo"
+    term.wait_for(lambda s: "downloading" in s, "a chapter downloading")
+
+    term.type("p")
+    pressed = time.monotonic()
+    term.expect("paused - p resumes")
+    while time.monotonic() < pressed + 1.0:  # in-flight requests finish within a second
+        term._read(0.05)
+    settled = requests_seen(slow_site)
+    while time.monotonic() < pressed + 2.0:
+        term._read(0.05)
+    assert requests_seen(slow_site) == settled, "a paused run started a request"
+    assert "p resume" in term.screen.text()
+    # The connection limit moves, paused or not.
+    term.type("+")
+    term.wait_for(lambda s: re.search(r"connections \d/3 ", s) is not None, "a limit of 3")
+    term.type("-")
+    term.wait_for(lambda s: re.search(r"connections \d/2 ", s) is not None, "a limit of 2")
+
+    # While the run is paused: select the first chapter and pause it, then resume the run.
+    term.type(DOWN)
+    selected = re.compile(r"^> (\d) Chapter", re.MULTILINE)
+    screen = term.wait_for(lambda s: selected.search(s) is not None, "a chapter selected")
+    found = selected.search(screen)
+    assert found is not None
+    chapter = found.group(1)
+    term.type(" ")
+    term.type("p")
+    term.wait_for(lambda s: "paused - p resumes" not in s, "the run resumed")
+    held_row = re.compile(rf"^> {chapter} Chapter {chapter} +paused", re.MULTILINE)
+    term.wait_for(
+        lambda s: "chapters 3/4 done" in s and held_row.search(s) is not None,
+        "the other chapters done, the paused one still paused",
+    )
+    assert requests_seen(slow_site) > settled
+    held = requests_seen(slow_site)
+    term._read(1.0)
+    assert requests_seen(slow_site) == held, "a paused chapter started a request"
+
+    term.type(" ")  # resume it: the book completes
+    assert term.finish() == 0, term.transcript
+    assert "4 complete, 0 failed" in term.transcript
+    assert cooked(term), "the terminal is left as it was"
+
+
+@pytest.mark.parametrize("how", ["q", "SIGTERM"])
+def test_q_stops_like_ctrl_c_and_the_terminal_is_restored(
+    how: str, slow_site: StandinSite, tmp_path: Path, terminal: Callable[..., Terminal]
+) -> None:
+    term = terminal([KEYS_SLUG, *fast_options(slow_site, tmp_path), "--connections", "2"])
+    term.wait_for(lambda s: "downloading" in s and "q quit" in s, "the live view with its keys")
+    assert not cooked(term)
+    started = time.monotonic()
+    if how == "q":
+        term.type("q")
+    else:
+        term.proc.send_signal(signal.SIGTERM)
+    assert term.finish() == 130, term.transcript
+    assert time.monotonic() - started < 5
+    assert "to resume: tokysnatcher" in term.transcript
+    assert "Traceback" not in term.transcript
+    assert cooked(term)
+    manifests = list(tmp_path.rglob(".tokysnatcher.json"))
+    assert len(manifests) == 1
+    statuses = {e["status"] for e in json.loads(manifests[0].read_text())["chapters"].values()}
+    assert "downloading" not in statuses, statuses  # saved: unfinished chapters are pending
+
+
+def test_no_key_is_read_when_stdin_is_not_a_terminal(
+    slow_site: StandinSite, tmp_path: Path
+) -> None:
+    # The view runs on a terminal, but stdin is a pipe holding "q": it is never read.
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = cli_env(TERM="xterm")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tokysnatcher", KEYS_SLUG, *fast_options(slow_site, tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    assert proc.stdin is not None
+    proc.stdin.write(b"qqq p ")
+    proc.stdin.flush()
+    output = b""
+    try:
+        while proc.poll() is None or select.select([master], [], [], 0)[0]:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+        assert proc.wait(timeout=60) == 0, output.decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = output.decode("utf-8", "replace")
+    assert "connections" in text  # the live view ran
+    assert "q quit" not in text
+    assert "p pause" not in text
+    assert "4 complete, 0 failed" in text

@@ -82,6 +82,8 @@ def _ask_resume(plan: BookPlan, output: Output) -> ResumeMode | None:
     """
     from rich.prompt import Prompt
 
+    from tokysnatcher.ui.line_input import prompt_stream
+
     done, total = plan.complete_count, len(plan.chapters)
     todo = total - done
     output.err.print(
@@ -100,6 +102,7 @@ def _ask_resume(plan: BookPlan, output: Output) -> ResumeMode | None:
             choices=["r", "d", "c"],
             default="r",
             console=output.err,
+            stream=prompt_stream(),
         )
     except KeyboardInterrupt:
         output.err.print()

@@ -17,6 +17,7 @@ from tokysnatcher.errors import ExitCode, UsageError
 from tokysnatcher.sources.registry import check_ref
 from tokysnatcher.sources.source import SearchResult, Source
 from tokysnatcher.ui.display import visible
+from tokysnatcher.ui.line_input import prompt_stream
 from tokysnatcher.ui.output import Output
 
 #: Results a page in the terminal picker, and results listed when piped.
@@ -32,7 +33,13 @@ _MENU = (
 
 
 def _ask(output: Output, question: str, default: str = "") -> str:
-    return Prompt.ask(question, default=default, show_default=bool(default), console=output.err)
+    return Prompt.ask(
+        question,
+        default=default,
+        show_default=bool(default),
+        console=output.err,
+        stream=prompt_stream(),
+    )
 
 
 def search(query: str, settings: Settings, output: Output) -> ExitCode:

@@ -107,8 +107,13 @@ def _pick(books: list[BookSummary], output: Output) -> tuple[BookSummary, str] |
     """Ask for a book and what to do with it: ``r`` resume or ``v`` verify (None: nothing)."""
     from rich.prompt import IntPrompt, Prompt
 
+    from tokysnatcher.ui.line_input import prompt_stream
+
     number = IntPrompt.ask(
-        "resume or verify which book? (number, 0 to quit)", default=0, console=output.err
+        "resume or verify which book? (number, 0 to quit)",
+        default=0,
+        console=output.err,
+        stream=prompt_stream(),
     )
     if not 1 <= number <= len(books):
         return None
@@ -121,7 +126,13 @@ def _pick(books: list[BookSummary], output: Output) -> tuple[BookSummary, str] |
     else:
         choices, default = ["r", "v", "c"], "v" if chosen.state is BookState.COMPLETE else "r"
         question = "[r]esume, [v]erify, or [c]ancel?"
-    answer = Prompt.ask(escape(question), choices=choices, default=default, console=output.err)
+    answer = Prompt.ask(
+        escape(question),
+        choices=choices,
+        default=default,
+        console=output.err,
+        stream=prompt_stream(),
+    )
     return None if answer == "c" else (chosen, answer)
 
 

@@ -185,6 +185,7 @@ KEYS: dict[str, Key] = {
         "archive-url", parse_root_url, "an http(s) URL with a host, e.g. https://archive.org"
     ),
     "librivox_interval": _number("librivox-interval", 0, 60, whole=False),
+    "data_dir": Key("data-dir", parse_path, "a folder, e.g. ~/.local/share/tokysnatcher"),
 }
 
 
@@ -195,6 +196,13 @@ def default_library_root() -> Path:
     with the old tool must be found, and resumed, where it is.
     """
     return Path.home() / "Music" / "Audiobooks"
+
+
+def default_data_dir() -> Path:
+    """The tool's own files (crash reports, its database): the user data dir (platformdirs)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tokysnatcher"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,6 +243,8 @@ class Settings:
     librivox_interval: float = 2.0
     output: OutputTemplate | None = None  # -o: the library layout; None: the default one
     no_sidecars: bool = False
+    # The tool's own files (env TOKYSNATCHER_DATA_DIR, config key data-dir).
+    data_dir: Path = field(default_factory=default_data_dir)
     # Quick in-attempt retries of one segment request before the chapter attempt fails.
     segment_retries: int = 3
     segment_retry_delay: float = 0.5

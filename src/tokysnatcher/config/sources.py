@@ -44,6 +44,7 @@ ENV_FIELDS = (
     "librivox_url",
     "archive_url",
     "librivox_interval",
+    "data_dir",
 )
 
 
@@ -51,6 +52,16 @@ def default_config_path() -> Path:
     import platformdirs  # imported here: runs naming a config file never need it (start-up)
 
     return Path(platformdirs.user_config_dir("tokysnatcher")) / "config.toml"
+
+
+def config_path(config_file: Path | None, env: Mapping[str, str]) -> Path:
+    """The config file a run reads: ``--config``, else ``TOKYSNATCHER_CONFIG``, else the
+    default (which need not exist)."""
+    if config_file is not None:
+        return config_file
+    if env.get("TOKYSNATCHER_CONFIG"):
+        return Path(env["TOKYSNATCHER_CONFIG"]).expanduser()
+    return default_config_path()
 
 
 def _expected(name: str, raw: object) -> str:
@@ -157,11 +168,8 @@ def load_settings(
         raise ConfigError(
             f"--config {config_file}: no such file", hint="Check the path, or drop --config."
         )
-    path = config_file or (
-        Path(env["TOKYSNATCHER_CONFIG"]).expanduser() if env.get("TOKYSNATCHER_CONFIG") else None
-    )
     profile = profile or env.get("TOKYSNATCHER_PROFILE") or None
-    file_values, profile_values = read_config(path or default_config_path(), profile)
+    file_values, profile_values = read_config(config_path(config_file, env), profile)
     merged: dict[str, Any] = {}
     merged.update(file_values)
     merged.update(profile_values)

@@ -1,4 +1,4 @@
-"""What fetch workers and conversions tell the scheduler: one frozen dataclass per event.
+"""What fetch workers, conversions and the user tell the scheduler: one frozen dataclass each.
 
 Workers never change shared state; they post these to the scheduler's queue, which applies them
 to the chapter's :class:`~tokysnatcher.download.state.Chapter`. Every event names the attempt
@@ -70,3 +70,32 @@ class Converted(Event):
 @dataclass(frozen=True, slots=True)
 class AttemptFailed(Event):
     error: DownloadError
+
+
+# -- what the user asks of the run (keys in the live view) ------------------------------------
+# Commands go to the same queue as the events, so the scheduler thread applies them too: it
+# stays the one writer of the run's state.
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Something the user asked of the whole run or one chapter."""
+
+
+@dataclass(frozen=True, slots=True)
+class PauseRun(Command):
+    """Pause the run (in-flight requests finish, no new one starts), or resume it."""
+
+
+@dataclass(frozen=True, slots=True)
+class PauseChapter(Command):
+    """Pause chapter ``index`` (its connections serve the others), or resume it."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeConnections(Command):
+    """Raise (``delta`` > 0) or lower the connection limit."""
+
+    delta: int

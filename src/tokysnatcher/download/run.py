@@ -27,7 +27,7 @@ from tokysnatcher.download.plan import (
     check_destination,
 )
 from tokysnatcher.download.results import RunResult, chapter_result
-from tokysnatcher.download.scheduler import download_all_chapters
+from tokysnatcher.download.scheduler import connection_ceiling, download_all_chapters
 from tokysnatcher.download.state import Chapter, RunState
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind
 from tokysnatcher.ffmpeg.binary import FfmpegInfo
@@ -271,7 +271,8 @@ def open_runtime(
     ref: str | None = None,
 ) -> Runtime:
     """The run's session, stop flag and fetcher, and the source of ``ref`` (or ``--source``)."""
-    session = make_session(settings.connections)
+    # Pooled for the highest limit the live view's "+" may set; the workers keep to the limit.
+    session = make_session(connection_ceiling(settings.connections))
     stop = stop or threading.Event()
     source = open_source(session, settings, wait=stop.wait, ref=ref)
     fetcher = Fetcher(

@@ -23,6 +23,13 @@ How a run ends
   transfers and conversions, unfinished chapters go back to ``pending``.
 * Ctrl-C: the same, but at once: children are ended with a short grace and the wind-down
   waits only for conversions that are just finishing, so the command exits within a second.
+
+What the user asks while it runs
+--------------------------------
+The live view's keys post typed commands (``download/events.py``) to the same queue: pause or
+resume the run or one chapter, change the connection limit. A paused run starts no request
+(those under way finish) and admits no chapter; a paused chapter's requests are parked by the
+workers, and it does not count against ``jobs``, so its connections serve the others.
 """
 
 from __future__ import annotations
@@ -39,9 +46,13 @@ from tokysnatcher.download.chapter import ChapterJob, ChapterSteps, declared_len
 from tokysnatcher.download.events import (
     AttemptFailed,
     BytesReceived,
+    ChangeConnections,
+    Command,
     Converted,
     ConvertProgress,
     Event,
+    PauseChapter,
+    PauseRun,
     PlaylistResolved,
     RequestRetried,
     SegmentFetched,
@@ -67,6 +78,14 @@ _SHOW_CONNECTIONS_EVERY = 0.1  # seconds: how fresh the view's count of open con
 # manifest; one per state change is quadratic in the chapter count). A kill -9 loses at most this
 # much of the record, which only makes the next run redo or re-check those chapters.
 _SAVE_MANIFEST_EVERY = 0.4
+# The connection limit the user may raise a run to with ``+`` (or --connections, if higher): the
+# session's pool is opened this large (``download/run.py``), so every worker gets a connection.
+CONNECTION_CEILING = 16
+
+
+def connection_ceiling(connections: int) -> int:
+    """The highest connection limit a run started with ``connections`` may be given."""
+    return max(connections, CONNECTION_CEILING)
 
 
 class Scheduler:
@@ -93,7 +112,8 @@ class Scheduler:
         self.state = state
         self.clock = clock
         self.stop = work.stop
-        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()  # C-fast: one put per segment
+        # C-fast: one put per segment. The user's commands come this way too.
+        self.events: queue.SimpleQueue[Event | Command] = queue.SimpleQueue()
         self.pool = FetchPool(work, self.events, self.settings.connections)
         self.converter: ThreadPoolExecutor | None = None
         self.conversions: dict[int, Future[None]] = {}  # by chapter, until its event is handled
@@ -102,6 +122,7 @@ class Scheduler:
         # O(1) however long the book is.
         self.downloading: set[int] = set()
         self.converting: set[int] = set()
+        self.paused: set[int] = set()  # chapters the user paused (Chapter.paused), for O(1)
         self.unfinished = {job.index for job in jobs if not job.state.phase.finished}
         self.stopped_by: DownloadError | None = None
         self.manifest_failed = False
@@ -132,14 +153,21 @@ class Scheduler:
         self.reporter.event(job.state)
 
     def _may_admit(self) -> bool:
-        active = len(self.downloading)
+        # A paused chapter neither counts as downloading nor as queued work: its connections
+        # serve the others, so another chapter is admitted in its place.
+        held = [self.jobs[index] for index in self.paused if index in self.downloading]
+        active = len(self.downloading) - len(held)
+        connections = self.pool.limit
         # The next chapter is admitted while fewer than two segments per connection are queued,
         # so its playlist arrives before any connection runs dry.
-        starved = self.queued_segments < 2 * self.settings.connections
-        limit = max(self.settings.jobs, self.settings.connections)
+        queued = self.queued_segments - sum(job.remaining for job in held)
+        starved = queued < 2 * connections
+        limit = max(self.settings.jobs, connections)
         return active < self.settings.jobs or (starved and active < limit)
 
     def _admit(self) -> None:
+        if self.state.paused:
+            return
         due = self.retry.next_due()
         if due is not None and due <= self.clock() and self._may_admit():
             # Several admissions at once make one manifest write; a disk that refuses it stops
@@ -221,6 +249,7 @@ class Scheduler:
         self.reporter.retried(job.state, event)
 
     def _start_convert(self, job: ChapterJob) -> None:
+        self._unpause(job)  # its last request landed: nothing of it is left to hold back
         self.downloading.discard(job.index)
         self.converting.add(job.index)
         # Under --force-redownload the saved manifest may still call the old file complete:
@@ -280,6 +309,7 @@ class Scheduler:
             self._fail(job, error)
 
     def _fail(self, job: ChapterJob, error: DownloadError) -> None:
+        self._unpause(job)
         self.unfinished.discard(job.index)
         job.segments = ()
         self._record(lambda: self.manifest.mark_failed(job.key, error.kind, error.message))
@@ -287,7 +317,45 @@ class Scheduler:
             job.state.failed(error, self.clock())
         self._changed(job)
 
-    def _handle(self, event: Event) -> None:
+    # -- the user's commands -------------------------------------------------------------------
+    def _command(self, command: Command) -> None:
+        if isinstance(command, PauseRun):
+            with self.state.lock:
+                self.state.paused = not self.state.paused
+            self.pool.hold(self.state.paused)
+        elif isinstance(command, PauseChapter):
+            job = self.jobs.get(command.index)
+            if job is None:
+                return
+            if job.state.paused:
+                self._unpause(job)
+            elif job.state.pausable:
+                with self.state.lock:
+                    job.state.pause()
+                self.paused.add(job.index)
+        elif isinstance(command, ChangeConnections):
+            self.set_connection_limit(self.pool.limit + command.delta)
+
+    def _unpause(self, job: ChapterJob) -> None:
+        if job.state.paused:
+            with self.state.lock:
+                job.state.resume()
+            self.paused.discard(job.index)
+            self.pool.unpark(job.index)  # after resume(): a worker parks only paused chapters
+
+    def set_connection_limit(self, limit: int) -> None:
+        """Let ``limit`` requests run at once (1 to the run's ceiling); takes effect at once
+        for more, as requests end for fewer."""
+        limit = max(1, min(limit, connection_ceiling(self.settings.connections)))
+        self.pool.set_limit(limit)
+        with self.state.lock:
+            self.state.connections = limit
+
+    def _handle(self, event: Event | Command) -> None:
+        if isinstance(event, Command):
+            if not self.stop.is_set():
+                self._command(event)
+            return
         job = event.job
         if event.generation != job.state.generation or not job.live:
             return
@@ -315,6 +383,7 @@ class Scheduler:
     def run(self) -> bool:
         """Drive the run to its end; returns False when interrupted by the user."""
         self.pool.start()
+        self.reporter.controls(self.events.put)
         self.converter = ThreadPoolExecutor(self.settings.jobs, thread_name_prefix="convert")
         interrupted = False
         shown = -_SHOW_CONNECTIONS_EVERY
@@ -343,6 +412,7 @@ class Scheduler:
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            self.reporter.controls(None)
             for _ in range(3):  # another Ctrl-C must not skip saving the manifest
                 try:
                     self._shut_down(interrupted=interrupted)
@@ -383,6 +453,8 @@ class Scheduler:
                 event = self.events.get(timeout=0.05)
             except queue.Empty:
                 continue
+            if isinstance(event, Command):
+                continue  # the run is ending: a key pressed now asks nothing more of it
             job = event.job
             if event.generation != job.state.generation or job.index not in self.converting:
                 continue

@@ -79,6 +79,8 @@ class Chapter:
     message: str = ""
     started_at: float | None = None
     finished_at: float | None = None
+    # Paused by the user (live view): no new request of it starts; what it has is kept.
+    paused: bool = False
 
     # -- changes (scheduler thread only, under the run's lock) -------------------------------
     def start_attempt(self, attempt: int, now: float) -> None:
@@ -169,6 +171,18 @@ class Chapter:
         self.phase = Phase.SKIPPED
         self.file_size = size
 
+    def pause(self) -> None:
+        """No new request of this chapter starts until :meth:`resume`; in-flight ones finish."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    @property
+    def pausable(self) -> bool:
+        """Only a download can be paused: a conversion is local work that just finishes."""
+        return not self.phase.finished and self.phase is not Phase.CONVERTING
+
     def interrupted(self) -> None:
         if not self.phase.finished:
             self.phase = Phase.INTERRUPTED
@@ -228,6 +242,7 @@ class RunState:
     started: float = field(default_factory=time.monotonic)
     bytes_received: int = 0  # over the network this run
     active_connections: int = 0
+    paused: bool = False  # the whole run: no new request starts (the live view's ``p``)
     interrupted: bool = False
     joining: float | None = None  # the m4b join under way: its share done
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)

@@ -5,6 +5,10 @@ file; a worker runs it and posts what happens as typed events (``download/events
 the scheduler, which alone changes shared state. A task of an attempt
 that is over (a newer generation, a finished chapter, a stopping run) is dropped unrun, and one
 already running is cancelled at its next read.
+
+How many workers may take a task is the pool's limit (``set_limit``; workers above it wait);
+``hold(True)`` pauses them all. A task of a paused chapter (``Chapter.paused``) is parked, not
+run, until :meth:`FetchPool.unpark`, so the connections serve the other chapters.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from tokysnatcher.download.chapter import ChapterJob, ChapterSteps
 from tokysnatcher.download.events import (
     AttemptFailed,
     BytesReceived,
+    Command,
     Event,
     PlaylistResolved,
     RequestRetried,
@@ -37,7 +42,9 @@ JOIN_TIMEOUT = 2.0
 # more per segment, which cost a third more CPU on a fast link.
 REPORT_SLOW_EVERY = 0.5
 Priority = tuple[int, int, int]
+_Item = tuple[Priority, int, "Task | None"]
 _RELEASE: Priority = (-1, 0, 0)  # before any task: a released worker ends at once
+_GATE_WAIT = 0.5  # a waiting worker looks at the stop flag this often
 
 
 @dataclass(frozen=True)
@@ -56,24 +63,58 @@ class FetchPool:
     def __init__(
         self,
         work: ChapterSteps,
-        events: queue.SimpleQueue[Event],
+        events: queue.SimpleQueue[Event | Command],
         size: int,
     ) -> None:
         self.work = work
         self.stop = work.stop
         self.events = events
-        self.size = size
         self._threads: list[threading.Thread] = []
-        self._tasks: queue.PriorityQueue[tuple[Priority, int, Task | None]] = queue.PriorityQueue()
+        self._tasks: queue.PriorityQueue[_Item] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._released = False
+        # Guards the limit, the hold and the parked tasks; workers wait on it for their turn.
+        self._gate = threading.Condition()
+        self._limit = size
+        self._held = False
+        self._parked: dict[int, list[_Item]] = {}  # by chapter
+
+    @property
+    def limit(self) -> int:
+        """How many requests may be under way at once."""
+        return self._limit
 
     def start(self) -> None:
         """Start the workers."""
-        for n in range(self.size):
-            thread = threading.Thread(target=self._work, name=f"fetch-{n}", daemon=True)
+        self._grow(self._limit)
+
+    def _grow(self, size: int) -> None:
+        while len(self._threads) < size:
+            n = len(self._threads)
+            thread = threading.Thread(target=self._work, args=(n,), name=f"fetch-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def set_limit(self, size: int) -> None:
+        """Let ``size`` requests run at once: more workers start now; above it, a worker waits
+        once its request is over."""
+        with self._gate:
+            self._limit = size
+            if self._threads:
+                self._grow(size)
+            self._gate.notify_all()
+
+    def hold(self, held: bool) -> None:
+        """``True``: no new request starts (those under way finish); ``False``: go on."""
+        with self._gate:
+            self._held = held
+            self._gate.notify_all()
+
+    def unpark(self, index: int) -> None:
+        """Chapter ``index`` is no longer paused: its parked tasks are queued again."""
+        with self._gate:
+            for item in self._parked.pop(index, []):
+                self._tasks.put(item)
 
     def put(self, priority: Priority, task: Task) -> None:
         """Queue ``task``; lower priorities run first, ties in the order queued."""
@@ -82,28 +123,55 @@ class FetchPool:
     def release(self) -> None:
         """Let every worker end after its current task (idempotent); queued tasks are dropped."""
         if not self._released:
-            self._released = True
-            for _ in range(self.size):
+            with self._gate:
+                self._released = True
+                self._gate.notify_all()
+            for _ in range(len(self._threads)):
                 self._tasks.put((_RELEASE, next(self._seq), None))
 
     def join(self, deadline: float) -> None:
         """Wait until ``deadline`` (monotonic) for the released workers to end."""
-        for thread in self._threads:
+        for thread in list(self._threads):
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _work(self) -> None:
+    def _turn(self, n: int) -> bool:
+        """Wait until worker ``n`` may start a request; False when it is to end instead."""
+        with self._gate:
+            while self._held or n >= self._limit:
+                if self._released or self.stop.is_set():
+                    return False
+                self._gate.wait(_GATE_WAIT)
+            return True
+
+    def _park(self, item: _Item, n: int) -> bool:
+        """Put ``item`` aside when it may not run now; True when it was."""
+        task = item[2]
+        assert task is not None
+        with self._gate:
+            if self._held or n >= self._limit:
+                self._tasks.put(item)  # taken just as the run paused: back in its place
+                return True
+            if task.job.state.paused:
+                self._parked.setdefault(task.job.index, []).append(item)
+                return True
+        return False
+
+    def _work(self, n: int) -> None:
         while True:
+            if not self._turn(n):
+                return
             try:
-                _, _, task = self._tasks.get(timeout=0.5)
+                item = self._tasks.get(timeout=0.5)
             except queue.Empty:
                 if self.stop.is_set():
                     return
                 continue
+            task = item[2]
             if task is None:
                 return
             job = task.job
             stale = staleness_check(job, task.generation, self.stop)
-            if stale():
+            if stale() or self._park(item, n):
                 continue
             try:
                 self._run(task, stale)

@@ -99,6 +99,11 @@ class JsonApi:
         self._pace_lock = threading.Lock()
         self._next_call = -math.inf
 
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds a connection may take to open."""
+        return self._connect_timeout
+
     def post(self, url: str, body: Mapping[str, Any], what: str) -> tuple[int, Any]:
         """POST ``body``; the status and the parsed answer (None for an HTTP error below 500).
 

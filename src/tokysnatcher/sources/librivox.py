@@ -17,8 +17,10 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunspl
 from tokysnatcher import __version__
 from tokysnatcher.config.settings import Quality, parse_root_url
 from tokysnatcher.errors import BadValue, BookNotFoundError, SourceError, UsageError
+from tokysnatcher.sources.health import host_health
 from tokysnatcher.sources.source import (
     Book,
+    HealthStep,
     MediaKind,
     RequestHeaders,
     SearchPage,
@@ -535,6 +537,33 @@ class LibrivoxSource:
     def renew_headers(self, seen_generation: int) -> int:
         """Nothing to renew (no credentials)."""
         return seen_generation
+
+    def health(self) -> list[HealthStep]:
+        """LibriVox's API host (DNS, TLS, one catalogue call) and archive.org's (``--doctor``)."""
+
+        def ask() -> None:
+            status, data = self._feed({"limit": "1", "fields": "{id}"}, "the catalogue")
+            if status >= 400 and not _is_not_found(data):
+                raise SourceError(
+                    f"LibriVox's API answered HTTP {status}",
+                    hint=f"{LIBRIVOX_SETTING} selects another LibriVox root.",
+                )
+
+        timeout = self.api.connect_timeout
+        return [
+            *host_health(
+                self.librivox_url,
+                ask,
+                connect_timeout=timeout,
+                elsewhere=f"{LIBRIVOX_SETTING} selects another LibriVox root",
+            ),
+            *host_health(
+                self.archive_url,
+                None,
+                connect_timeout=timeout,
+                elsewhere=f"{ARCHIVE_SETTING} selects another archive.org root",
+            ),
+        ]
 
     def search(self, query: str, *, offset: int = 0, limit: int = 12) -> SearchPage:
         """Books whose title starts with ``query`` or whose author's last name is its last word.

@@ -100,6 +100,15 @@ class SearchPage:
     offset: int
 
 
+class HealthStep(NamedTuple):
+    """One step of reaching a site (``--doctor``): DNS, TLS, its API; and the fix if it failed."""
+
+    name: str  # "tokybook.com: DNS"
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
 class Source(Protocol):
     """A site books are downloaded from.
 
@@ -137,4 +146,10 @@ class Source(Protocol):
 
     def search(self, query: str, *, offset: int, limit: int) -> SearchPage:
         """One page of the site's search results."""
+        ...
+
+    def health(self) -> list[HealthStep]:
+        """Whether the site can be reached, step by step, stopping at the first that fails:
+        its name resolves, a secure connection holds (https), its API answers JSON (with the
+        round-trip time)."""
         ...

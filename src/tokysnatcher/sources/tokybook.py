@@ -16,8 +16,10 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from tokysnatcher.errors import BookNotFoundError, SourceError, UsageError
 from tokysnatcher.net.urls import is_http_url
+from tokysnatcher.sources.health import host_health
 from tokysnatcher.sources.source import (
     Book,
+    HealthStep,
     MediaKind,
     RequestHeaders,
     SearchPage,
@@ -321,4 +323,13 @@ class TokybookSource:
             results=tuple(results),
             total=total if isinstance(total, int) else len(results),
             offset=offset,
+        )
+
+    def health(self) -> list[HealthStep]:
+        """DNS, then TLS (https), then the search API answering JSON, timed (``--doctor``)."""
+        return host_health(
+            self.base_url,
+            lambda: self.search("a", offset=0, limit=1),
+            connect_timeout=self.api.connect_timeout,
+            elsewhere="--base-url selects another site root",
         )

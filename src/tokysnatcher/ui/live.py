@@ -6,6 +6,8 @@ imported here and nowhere else outside ``ui/``.
 
 from __future__ import annotations
 
+import _thread
+import threading
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -17,7 +19,13 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from tokysnatcher.download.events import RequestRetried
+from tokysnatcher.download.events import (
+    ChangeConnections,
+    Command,
+    PauseChapter,
+    PauseRun,
+    RequestRetried,
+)
 from tokysnatcher.download.state import (
     BatchState,
     BookPhase,
@@ -27,6 +35,7 @@ from tokysnatcher.download.state import (
     Tally,
 )
 from tokysnatcher.ui.display import visible
+from tokysnatcher.ui.keys import Key, KeyReader, keys_available
 from tokysnatcher.ui.status import (
     Reporter,
     SmoothedRate,
@@ -72,6 +81,11 @@ class LiveView:
     Finished chapters leave the table and only count in the header. Messages printed through
     ``console`` while the view runs appear above it (Rich keeps the view at the bottom), and
     stray writes to ``sys.stdout``/``sys.stderr`` are redirected the same way.
+
+    With ``keys`` (stdin is a terminal) a footer line names the keys: ``p`` pauses the run,
+    up/down select a chapter (marked ``>``), space pauses it, ``+``/``-`` change the connection
+    limit, ``q`` stops as Ctrl-C does. Keys become commands posted to the run
+    (:meth:`controls`); which chapter is selected is the view's own state.
     """
 
     def __init__(
@@ -85,6 +99,7 @@ class LiveView:
         max_rows: int = 12,
         batch: BatchState | None = None,
         prefix: str = "",
+        keys: bool = False,
     ) -> None:
         self.console = console
         self.verbose = verbose or debug
@@ -101,6 +116,16 @@ class LiveView:
         # Per chapter while it is on screen; a chapter that leaves the view leaves this too.
         self._chapter_speed: dict[int, SmoothedRate] = {}
         self._widths = [len("downloading"), 0]  # state and detail columns
+        # Keys: the reader thread, where commands go, the chapters on screen and the selection
+        # (written by the reader and the refresh thread, under _keys_lock).
+        self._keys = KeyReader(self.on_key) if keys else None
+        self._keys_on = False
+        self._keys_lock = threading.Lock()
+        self._post: Callable[[Command], None] | None = None
+        self._shown: list[int] = []
+        self._selected: int | None = None
+        arrows = (console.encoding or "").lower().startswith("utf")
+        self._arrows = "\u2191/\u2193" if arrows else "up/down"
 
     def start(self, status: RunState) -> None:
         self.status = status
@@ -118,6 +143,44 @@ class LiveView:
         with self.console:
             self._live.start()
             self.console.show_cursor(True)
+        if self._keys is not None:
+            self._keys_on = self._keys.start()
+
+    def controls(self, post: Callable[[Command], None] | None) -> None:
+        with self._keys_lock:
+            self._post = post
+
+    def on_key(self, key: Key) -> None:
+        """What a key does (called on the key reader's thread)."""
+        if key is Key.QUIT:
+            _thread.interrupt_main()  # exactly what Ctrl-C does, wherever the run is
+            return
+        with self._keys_lock:
+            post = self._post
+            if key in (Key.UP, Key.DOWN):
+                self._move_selection(-1 if key is Key.UP else 1)
+                return
+            selected = self._selected
+        if post is None:
+            return  # the run takes no commands now (before it starts, or while it ends)
+        if key is Key.PAUSE_RUN:
+            post(PauseRun())
+        elif key is Key.PAUSE_CHAPTER and selected is not None:
+            post(PauseChapter(selected))
+        elif key is Key.MORE_CONNECTIONS:
+            post(ChangeConnections(+1))
+        elif key is Key.FEWER_CONNECTIONS:
+            post(ChangeConnections(-1))
+
+    def _move_selection(self, step: int) -> None:
+        shown = self._shown
+        if not shown:
+            return
+        if self._selected not in shown:
+            self._selected = shown[0] if step > 0 else shown[-1]
+            return
+        position = shown.index(self._selected) + step
+        self._selected = shown[max(0, min(len(shown) - 1, position))]
 
     def event(self, chapter: Chapter) -> None:
         if chapter.phase is Phase.FAILED:
@@ -145,6 +208,9 @@ class LiveView:
             self.console.print(escape(visible(self.prefix + line)), style="yellow")
 
     def stop(self) -> None:
+        if self._keys is not None:
+            self._keys.stop()  # the terminal's mode back first, whatever comes next
+            self._keys_on = False
         if self._live is not None:
             self._live.stop()  # draws the final frame (final counts) and leaves it on screen
             self._live = None
@@ -167,7 +233,8 @@ class LiveView:
             rows = self._rows()
             # Only a window of the chapters is drawn, however long the book.
             table_rows = [self._row(chapter, now) for chapter in active[:rows]]
-            table = self._table(table_rows, now)
+            selected = self._select([row.chapter.index for row in table_rows])
+            table = self._table(table_rows, now, selected)
             footer = []
             if len(active) > rows:
                 footer.append(f"{len(active) - rows} more active")
@@ -178,19 +245,45 @@ class LiveView:
             shown = {row.chapter.index for row in table_rows}
             for index in [i for i in self._chapter_speed if i not in shown]:
                 del self._chapter_speed[index]
+            paused = status.paused
         if self.batch is not None:  # read once the book's lock is let go: never both at once
             header = Text.assemble(self._batch_line(self.batch, tally), header)
         parts: list[RenderableType] = [header, table]
         if footer:
             parts.append(Text(", ".join(footer), style="dim"))
+        if self._keys_on:
+            parts.append(self._keys_line(paused))
         return Group(*parts)
+
+    def _keys_line(self, paused: bool) -> Text:
+        """The one-line footer that names the keys."""
+        return Text(
+            f"p {'resume' if paused else 'pause'}  {self._arrows} select  "
+            "space pause/resume chapter  +/- connections  q quit",
+            style="dim",
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+
+    def _select(self, shown: list[int]) -> int | None:
+        """The selected chapter, kept on screen (the first row, when its own left)."""
+        if not self._keys_on:
+            return None
+        with self._keys_lock:
+            self._shown = shown
+            # Nothing is marked until the first up/down; then a chapter always is.
+            if self._selected is not None and self._selected not in shown:
+                self._selected = shown[0] if shown else None
+            return self._selected
 
     def _header(self, status: RunState, tally: Tally, now: float) -> Text:
         speed = self._rate = self._speed.sample(now, status.bytes_received)
         counts = tally.counts
         done = counts[Phase.DONE] + counts[Phase.SKIPPED]
         left = tally.bytes_left
-        if left == 0:
+        if status.paused and left != 0:
+            eta = "--:--"  # nothing moves until the user resumes
+        elif left == 0:
             eta = "0:00"
         else:
             eta = format_duration(left / speed) if left is not None and speed > 0 else "--:--"
@@ -216,6 +309,8 @@ class LiveView:
             trouble.append(f"retries {', '.join(levels)}  ", style="yellow")
         if status.interrupted:
             trouble.append("interrupted", style="yellow")
+        elif status.paused:
+            trouble.append("paused - p resumes", style="yellow")
         if trouble:
             trouble.rstrip()
             header.append("\n")
@@ -243,8 +338,12 @@ class LiveView:
         meter = self._chapter_speed.setdefault(chapter.index, SmoothedRate())
         speed = meter.sample(now, chapter.bytes_done)
         fraction = chapter.fraction()
-        state = "" if self.status is None else state_text(chapter, now, self.status.stall_timeout)
-        if chapter.phase is Phase.QUEUED:
+        state = (
+            ""
+            if self.status is None
+            else state_text(chapter, now, self.status.stall_timeout, run_paused=self.status.paused)
+        )
+        if chapter.phase is Phase.QUEUED and not chapter.paused:
             return _Row(chapter, visible(chapter.title), state, None, "", "")
         detail = format_bytes(chapter.bytes_done)
         if fraction is not None:
@@ -258,7 +357,7 @@ class LiveView:
                 detail += f"  ETA {format_duration(rest / speed)}"
         return _Row(chapter, visible(chapter.title), state, fraction, detail, short)
 
-    def _table(self, rows: list[_Row], now: float) -> Table:
+    def _table(self, rows: list[_Row], now: float, selected: int | None = None) -> Table:
         """The chapter rows, laid out so that only the title gives way on a narrow screen."""
         # Columns only ever grow during a run, so that nothing jitters from frame to frame.
         self._widths[0] = max([self._widths[0], *(len(row.state) for row in rows)])
@@ -284,10 +383,19 @@ class LiveView:
         table.add_column(justify="right", width=detail_width, no_wrap=True)
         for row, detail in zip(rows, details, strict=True):
             chapter = row.chapter
+            marker = "> " if chapter.index == selected else ""
             cells: list[RenderableType] = [
-                str(chapter.index),
-                Text(row.title, overflow="ellipsis", no_wrap=True),
-                Text(row.state, style=_STATE_STYLE[chapter.phase]),
+                f"{marker}{chapter.index}",
+                Text(
+                    row.title,
+                    overflow="ellipsis",
+                    no_wrap=True,
+                    style="reverse" if marker else "",
+                ),
+                Text(
+                    row.state,
+                    style="yellow" if row.state == "paused" else _STATE_STYLE[chapter.phase],
+                ),
             ]
             if bar_width:
                 cells.append(
@@ -359,6 +467,9 @@ class PlainLines:
             line = request_retry_line(event, self.max_retries, detail=self.debug)
             self.console.print(escape(visible(self.prefix + line)), soft_wrap=True)
 
+    def controls(self, post: Callable[[Command], None] | None) -> None:
+        pass  # plain lines read no keys
+
     def stop(self) -> None:
         pass
 
@@ -388,6 +499,9 @@ class QuietReporter:
 
     def retried(self, chapter: Chapter, event: RequestRetried) -> None:
         pass
+
+    def controls(self, post: Callable[[Command], None] | None) -> None:
+        pass  # --quiet reads no keys
 
     def stop(self) -> None:
         pass
@@ -419,5 +533,6 @@ def make_reporter(
             max_retries=max_retries,
             batch=batch,
             prefix=prefix,
+            keys=keys_available(),
         )
     return PlainLines(console, verbose=verbose, debug=debug, max_retries=max_retries, prefix=prefix)

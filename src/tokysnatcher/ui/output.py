@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from tokysnatcher.diagnostics.doctor import Check
     from tokysnatcher.download.plan import BookPlan
     from tokysnatcher.download.results import RunResult
     from tokysnatcher.download.state import BatchState, RunState
@@ -491,6 +492,45 @@ class Output:
         self.out.print(
             escape(visible(f"{len(books)} book(s) under {root}: {summary}")), soft_wrap=True
         )
+
+    def doctor_report(self, checks: Sequence[Check], *, as_json: bool) -> None:
+        """``--doctor``: one row per check (status, check, what was found, the fix), then a
+        count; or, ``as_json``, the same as one JSON object."""
+        failed = [check for check in checks if not check.passed]
+        if as_json:
+            import json
+
+            data = {
+                "ok": not failed,
+                "checks": [
+                    {"name": c.name, "status": str(c.status), "detail": c.detail, "fix": c.fix}
+                    for c in checks
+                ],
+            }
+            self.out.file.write(json.dumps(data, indent=2) + "\n")
+            self.out.file.flush()
+            return
+        styles = {"ok": "green", "warning": "yellow", "failed": "red", "skipped": "dim"}
+        table = Table(show_edge=False, box=None, pad_edge=False)
+        for column in ("status", "check", "found", "fix"):
+            table.add_column(column, overflow="fold")
+        for check in checks:
+            table.add_row(
+                str(check.status),
+                escape(visible(check.name)),
+                escape(visible(check.detail)),
+                escape(visible(check.fix)),
+                style=styles[check.status],
+            )
+        self.out.print(table)
+        if failed:
+            broken = [check.name for check in failed if check.status == "failed"]
+            line = f"{len(broken)} of {len(checks)} checks failed: {', '.join(broken)}"
+            if skipped := len(failed) - len(broken):
+                line += f"; {skipped} not checked"
+        else:
+            line = f"all {len(checks)} checks passed"
+        self.out.print(escape(visible(line)), soft_wrap=True)
 
 
 # For the library methods above: check and state names as the tables show them.

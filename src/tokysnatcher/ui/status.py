@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
-from tokysnatcher.download.events import RequestRetried
+from tokysnatcher.download.events import Command, RequestRetried
 from tokysnatcher.download.state import Chapter, Phase, RunState
 from tokysnatcher.errors import FailureKind
 from tokysnatcher.utils.units import format_bytes
@@ -42,9 +43,13 @@ def stall_text(chapter: Chapter, now: float, stall_timeout: float) -> str | None
     return None
 
 
-def state_text(chapter: Chapter, now: float, stall_timeout: float = math.inf) -> str:
-    """What the display says of the phase: ``queued``, ``retrying 1/3 in 4s`` ..."""
+def state_text(
+    chapter: Chapter, now: float, stall_timeout: float = math.inf, *, run_paused: bool = False
+) -> str:
+    """What the display says of the phase: ``queued``, ``retrying 1/3 in 4s``, ``paused`` ..."""
     phase = chapter.phase
+    if (chapter.paused or run_paused) and chapter.pausable:
+        return "paused"
     if phase is Phase.RETRYING:
         return retry_text(chapter, now)
     if phase is Phase.QUEUED and chapter.request_retry_due is not None:
@@ -151,6 +156,12 @@ class Reporter(Protocol):
 
     def retried(self, chapter: Chapter, event: RequestRetried) -> None:
         """A request of ``chapter`` failed and is tried again (a quick retry)."""
+
+    def controls(self, post: Callable[[Command], None] | None) -> None:
+        """The run takes the user's commands through ``post`` from now on (None: no more).
+
+        The live view reads keys and posts them; the other reporters take no input.
+        """
 
     def stop(self) -> None:
         """The run is over: end any live display (idempotent)."""

@@ -1,0 +1,1 @@
+"""Diagnostics: ``--doctor``'s checks and the crash report of an unexpected error."""
