@@ -52,6 +52,11 @@ EPILOG = """\
     [cyan]tokysnatcher --verify-folder ~/Music/Audiobooks/Author/Title[/cyan]
     [cyan]tokysnatcher --list-downloads[/cyan]
 
+  Queue books (higher priority first), work through the queue, see the history:
+    [cyan]tokysnatcher --queue-add book-one book-two --priority 5[/cyan]
+    [cyan]tokysnatcher --queue-run[/cyan]
+    [cyan]tokysnatcher --stats[/cyan]
+
   In a script: one summary line and a JSON report:
     [cyan]tokysnatcher some-book -q --report run.json[/cyan]
 
@@ -67,6 +72,7 @@ EPILOG = """\
 DOWNLOAD = "Download"
 RETRY = "Retry & network"
 LIBRARY = "Library"
+QUEUE = "Queue and history"
 OUTPUT = "Output"
 
 #: The accepted form of each option's value, for the one-line error of a bad value.
@@ -77,6 +83,11 @@ FORMS = {
     "--report": "a file in an existing, writable folder, e.g. --report run.json",
     "--profile": "the name of a [profiles.NAME] table of the config file",
     "--config": "a TOML config file",
+    "--priority": "a whole number from -1000 to 1000, e.g. --priority 5 (higher runs first)",
+    "--queue-remove": "a queue entry's id, e.g. --queue-remove 3 (see --queue-list)",
+    "--queue-priority": "an entry's id and a priority, e.g. --queue-priority 3 10",
+    "--queue-pause": "a queue entry's id, e.g. --queue-pause 3 (see --queue-list)",
+    "--queue-resume": "a queue entry's id, e.g. --queue-resume 3 (see --queue-list)",
 }
 _SHORT = {"-d": "--directory", "-j": "--jobs", "-s": "--search"}
 _T = TypeVar("_T")
@@ -125,6 +136,24 @@ def _report(text: str) -> Path:
     return path
 
 
+def _whole(text: str, low: int, high: int, what: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not {what}") from None
+    if not low <= value <= high:
+        raise typer.BadParameter(f"{text!r} is out of range")
+    return value
+
+
+def _entry_id(text: str) -> int:
+    return _whole(text, 1, 2**62, "a queue entry's id")
+
+
+def _priority(text: str) -> int:
+    return _whole(text, -1000, 1000, "a whole number")
+
+
 app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
@@ -142,8 +171,8 @@ def _version(value: bool) -> None:
 @app.command(epilog=EPILOG, no_args_is_help=False)
 def command(
     ctx: typer.Context,
-    url: Annotated[
-        str | None,
+    refs: Annotated[
+        list[str] | None,
         typer.Argument(
             metavar="URL",
             help="Book page URL (https://tokybook.com/post/<slug>, with or without scheme), "
@@ -389,6 +418,135 @@ def command(
             show_default=False,
         ),
     ] = False,
+    queue_add: Annotated[
+        bool,
+        typer.Option(
+            "--queue-add",
+            metavar="",
+            help="Add the URLs to the download queue, with this run's --format, --chapters and -d.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = False,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            "--priority",
+            metavar="N",
+            parser=_priority,
+            help="With --queue-add: higher runs first, first added first within a priority "
+            "(-1000 to 1000)." + _default("0"),
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = None,
+    queue_list: Annotated[
+        bool,
+        typer.Option(
+            "--queue-list",
+            metavar="",
+            help="The queue in the order it runs: id, priority, state, format, book.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = False,
+    queue_run: Annotated[
+        bool,
+        typer.Option(
+            "--queue-run",
+            metavar="",
+            help="Download the queue until it is empty (books added meanwhile too); Ctrl-C "
+            "and run it again to continue.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = False,
+    queue_remove: Annotated[
+        int | None,
+        typer.Option(
+            "--queue-remove",
+            metavar="ID",
+            parser=_entry_id,
+            help="Take an entry out of the queue.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = None,
+    queue_priority: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--queue-priority",
+            metavar="ID N",
+            help="Give an entry another priority.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = None,
+    queue_pause: Annotated[
+        int | None,
+        typer.Option(
+            "--queue-pause",
+            metavar="ID",
+            parser=_entry_id,
+            help="Keep an entry in the queue but do not run it.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = None,
+    queue_resume: Annotated[
+        int | None,
+        typer.Option(
+            "--queue-resume",
+            metavar="ID",
+            parser=_entry_id,
+            help="Let a paused entry run again.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = None,
+    download_archive: Annotated[
+        str | None,
+        typer.Option(
+            "--download-archive",
+            metavar="FILE",
+            help="Keep the archive of finished books in this text file ('<source> <id>' lines, "
+            "as yt-dlp) instead of the database." + _default("the database"),
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = None,
+    stats: Annotated[
+        bool,
+        typer.Option(
+            "--stats",
+            metavar="",
+            help="Totals, success rate per source, speeds, common failures and the last runs.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            metavar="",
+            help="With --stats, --queue-list or --list-downloads: print JSON for scripts.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = False,
+    rebuild_database: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild-database",
+            metavar="",
+            help="Move a corrupt database aside and rebuild its archive from the manifests "
+            "under -d. The database lives in <user data dir>/tokysnatcher. "
+            "\\[env: TOKYSNATCHER_DATA_DIR]",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = False,
     report: Annotated[
         Path | None,
         typer.Option(
@@ -501,6 +659,7 @@ def command(
         "verbosity": verbosity,
         "no_cover": no_cover or None,
         "keep_parts": keep_parts or None,
+        "download_archive": download_archive,
     }
     settings: Settings = load_settings(
         {k: v for k, v in cli_values.items() if v is not None},
@@ -510,14 +669,26 @@ def command(
     output = Output.for_terminal(settings.verbosity)
     ctx.obj = output
     _route_logging(output)
+    queue_actions = (
+        ("--queue-list", queue_list),
+        ("--queue-run", queue_run),
+        ("--queue-remove", queue_remove is not None),
+        ("--queue-priority", queue_priority is not None),
+        ("--queue-pause", queue_pause is not None),
+        ("--queue-resume", queue_resume is not None),
+        ("--stats", stats),
+        ("--rebuild-database", rebuild_database),
+    )
     exclusive = [
         name
         for name, on in (
-            ("URL", url is not None),
+            ("URL", bool(refs) and not queue_add),
+            ("--queue-add", queue_add),
             ("--search", search is not None),
             ("--verify-folder", verify_folder is not None),
             ("--list-downloads", list_downloads),
             ("--demo", demo),
+            *queue_actions,
         )
         if on
     ]
@@ -525,9 +696,34 @@ def command(
         raise UsageError(f"{' and '.join(exclusive)} cannot be used together", hint="Pick one.")
     if deep and verify_folder is None:
         raise UsageError("--deep goes with --verify-folder")
+    if queue_add and not refs:
+        raise UsageError("--queue-add needs the URL of at least one book")
+    if priority is not None and not queue_add:
+        raise UsageError("--priority goes with --queue-add")
+    if as_json and not (stats or queue_list or list_downloads):
+        raise UsageError("--json goes with --stats, --queue-list or --list-downloads")
+    if refs and len(refs) > 1 and not queue_add:
+        raise UsageError("one book at a time", hint="Queue several with --queue-add URL...")
+    url = refs[0] if refs else None
     # Only the chosen action's module is imported: each brings its own heavy dependencies
     # (requests, ffmpeg-python, ...) that the others do not need.
-    if demo:
+    if any(on for _, on in queue_actions) or queue_add:
+        code = _queue_and_history(
+            settings,
+            output,
+            refs=(refs or []) if queue_add else None,
+            priority=priority or 0,
+            queue_list=queue_list,
+            queue_run=queue_run,
+            queue_remove=queue_remove,
+            queue_priority=queue_priority,
+            queue_pause=queue_pause,
+            queue_resume=queue_resume,
+            stats=stats,
+            as_json=as_json,
+            rebuild_database=rebuild_database,
+        )
+    elif demo:
         from tokysnatcher.actions.download import demo as run_demo
 
         code = run_demo(settings, output, directory_given=directory is not None)
@@ -538,7 +734,7 @@ def command(
     elif list_downloads:
         from tokysnatcher.actions.library import list_library
 
-        code = list_library(settings, output)
+        code = list_library(settings, output, as_json=as_json)
     elif search is not None:
         from tokysnatcher.actions.interactive import search as run_search
 
@@ -552,6 +748,56 @@ def command(
 
         code = interactive(settings, output)
     raise typer.Exit(int(code))
+
+
+def _queue_and_history(
+    settings: Settings,
+    output: "Output",
+    *,
+    refs: list[str] | None,
+    priority: int,
+    queue_list: bool,
+    queue_run: bool,
+    queue_remove: int | None,
+    queue_priority: tuple[str, str] | None,
+    queue_pause: int | None,
+    queue_resume: int | None,
+    stats: bool,
+    as_json: bool,
+    rebuild_database: bool,
+) -> ExitCode:
+    """The one queue, archive or history action asked for (they exclude each other)."""
+    if stats:
+        from tokysnatcher.actions.stats import stats as show_stats
+
+        return show_stats(settings, output, as_json=as_json)
+    if rebuild_database:
+        from tokysnatcher.actions.database import rebuild_database as rebuild
+
+        return rebuild(settings, output)
+    from tokysnatcher.actions import queue
+
+    if refs is not None:
+        return queue.queue_add(refs, priority, settings, output)
+    if queue_list:
+        return queue.queue_list(settings, output, as_json=as_json)
+    if queue_run:
+        return queue.queue_run(settings, output)
+    if queue_remove is not None:
+        return queue.queue_remove(queue_remove, settings, output)
+    if queue_priority is not None:
+        entry_id, value = queue_priority
+        try:
+            parsed = _entry_id(entry_id), _priority(value)
+        except typer.BadParameter as err:
+            raise UsageError(
+                f"--queue-priority: {err.message}", hint=f"Expected {FORMS['--queue-priority']}."
+            ) from None
+        return queue.queue_priority(*parsed, settings, output)
+    if queue_pause is not None:
+        return queue.queue_pause(queue_pause, True, settings, output)
+    assert queue_resume is not None
+    return queue.queue_pause(queue_resume, False, settings, output)
 
 
 class _OutputHandler(logging.Handler):

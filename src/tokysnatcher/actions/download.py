@@ -24,6 +24,7 @@ from tokysnatcher.errors import ExitCode, FailureKind, FfmpegError, Interrupted,
 from tokysnatcher.ffmpeg.binary import MP3_TO_AAC_NOTICE, FfmpegInfo, resolve_ffmpeg
 from tokysnatcher.library.manifest import ManifestManager
 from tokysnatcher.sources.tokybook import base_url_args
+from tokysnatcher.store.records import BookRecords
 from tokysnatcher.ui.display import visible
 from tokysnatcher.ui.output import Output
 from tokysnatcher.utils.atomic import atomic_write_json
@@ -80,10 +81,17 @@ def _ask_resume(plan: BookPlan, output: Output) -> ResumeMode | None:
 
 
 def download(ref: str, settings: Settings, output: Output) -> ExitCode:
-    """Download one book (or plan it with ``--dry-run``)."""
+    """Download one book (or plan it with ``--dry-run``), recorded in the archive and history."""
+    with BookRecords.open(settings, output) as records:
+        return _download(ref, settings, output, records)
+
+
+def _download(ref: str, settings: Settings, output: Output, records: BookRecords) -> ExitCode:
     ffmpeg = resolve_ffmpeg(settings.ffmpeg)
     runtime = open_runtime(settings, log=output.log)
     try:
+        if records.already_done(runtime.source, ref):
+            return ExitCode.OK
         mode = ResumeMode.REDOWNLOAD if settings.force_redownload else ResumeMode.RESUME
         plan = prepare(ref, settings, runtime.source, mode=mode)
         for warning in plan.warnings:
@@ -130,8 +138,11 @@ def download(ref: str, settings: Settings, output: Output) -> ExitCode:
             write_report(settings.report, plan, result)
         output.summary(result, state, resume_command(plan, settings))
         if result.interrupted:
-            return ExitCode.INTERRUPTED
-        return ExitCode.OK if result.ok else ExitCode.FAILED
+            code = ExitCode.INTERRUPTED
+        else:
+            code = ExitCode.OK if result.ok else ExitCode.FAILED
+        records.ran(plan, state, result, code)
+        return code
     finally:
         runtime.close()
 
@@ -300,8 +311,14 @@ def demo(settings: Settings, output: Output, *, directory_given: bool) -> ExitCo
     )
     # A local server answers in microseconds; a distant one's latency and a modest per-connection
     # rate make the demo last a few seconds, long enough to watch the live view work.
-    with StandinSite(faults=Faults(latency=DEMO_LATENCY, bandwidth=DEMO_BANDWIDTH)) as site:
-        demo_settings = settings.replace(base_url=site.base_url, directory=folder)
+    with (
+        StandinSite(faults=Faults(latency=DEMO_LATENCY, bandwidth=DEMO_BANDWIDTH)) as site,
+        # The sample book is no real book: it stays out of the user's archive and history.
+        tempfile.TemporaryDirectory(prefix="tokysnatcher-demo-data-") as data,
+    ):
+        demo_settings = settings.replace(
+            base_url=site.base_url, directory=folder, data_dir=Path(data), download_archive=None
+        )
         output.info(f"stand-in site at {site.base_url}; downloading {DEMO_SLUG!r} into {folder}")
         code = download(DEMO_SLUG, demo_settings, output)
     output.info(f"demo finished; your files are under {folder}")

@@ -69,10 +69,20 @@ def resume_command_for(book: BookInfo, folder: Path, settings: Settings) -> str:
     return shlex.join(parts)
 
 
-def list_library(settings: Settings, output: Output) -> ExitCode:
-    """Table of every book under the library root; in a terminal, pick one to resume/verify."""
+def list_library(settings: Settings, output: Output, *, as_json: bool = False) -> ExitCode:
+    """Table of every book under the library root; in a terminal, pick one to resume/verify.
+
+    ``as_json``: the same books as JSON for scripts, and no prompt.
+    """
     root = settings.directory
     books = list_downloads(root)
+    if as_json:
+        from dataclasses import asdict
+
+        from tokysnatcher.ui.store_view import print_json
+
+        print_json(output, [{**asdict(book), "state": str(book.state)} for book in books])
+        return ExitCode.OK
     output.library_table(books, root)
     if not books or not output.interactive:
         return ExitCode.OK

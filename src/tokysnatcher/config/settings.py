@@ -133,6 +133,8 @@ KEYS: dict[str, Key] = {
     "no_cover": Key("no-cover", _flag, "true or false"),
     "keep_parts": Key("keep-parts", _flag, "true or false"),
     "verbosity": Key("verbosity", _verbosity, "one of quiet, normal, verbose, debug"),
+    "data_dir": Key("data-dir", parse_path, "a folder, e.g. ~/.local/share/tokysnatcher"),
+    "download_archive": Key("download-archive", parse_path, "a text file, e.g. archive.txt"),
 }
 
 
@@ -169,6 +171,10 @@ class Settings:
     verbosity: Verbosity = Verbosity.NORMAL
     no_cover: bool = False
     keep_parts: bool = False
+    # The folder of the queue/archive/history database; None: the platform's user data folder.
+    data_dir: Path | None = None
+    # A yt-dlp style text archive used instead of the database's (--download-archive).
+    download_archive: Path | None = None
     # Quick in-attempt retries of one segment request before the chapter attempt fails.
     segment_retries: int = 3
     segment_retry_delay: float = 0.5

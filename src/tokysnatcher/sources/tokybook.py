@@ -139,6 +139,8 @@ class _TokenState:
 class TokybookSource:
     """tokybook.com's JSON API, and the headers its audio needs (API §1-§4)."""
 
+    name = "tokybook"
+
     def __init__(self, api: JsonApi, base_url: str | None = None) -> None:
         self.api = api
         self.base_url = normalize_base_url(base_url or DEFAULT_BASE_URL)
