@@ -220,7 +220,8 @@ def run_tokysnatcher(
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**env, _USAGE_ENV: str(usage_file)},
+                # A fresh database per run: the archive of an earlier run would skip the book.
+                env={**env, _USAGE_ENV: str(usage_file), "TOKYSNATCHER_DATA_DIR": tmp},
             )
             with RssWatch(proc.pid) as children:
                 code, total = _wait4(proc, timeout)

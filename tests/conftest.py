@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,18 @@ from helpers import FFMPEG
 from tokysnatcher.ffmpeg import processes
 from tokysnatcher.standin import Faults, StandinSite
 from tokysnatcher.standin.librivox.server import LibrivoxSite
+
+# Every run records its books in the database of the user data folder (platformdirs, which
+# follows XDG_DATA_HOME). Tests get their own: one for the session here, one per test below, so
+# the archive of one test never skips a book in another, and the user's own is never touched.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="tokysnatcher-test-data-")
+
+
+@pytest.fixture(autouse=True)
+def own_data_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
 
 
 @pytest.fixture(scope="session")

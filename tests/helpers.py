@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +28,12 @@ def cli_env(**extra: str) -> dict[str, str]:
     env["COLUMNS"] = "120"
     # Keep the user's real config file out of the tests.
     env["TOKYSNATCHER_CONFIG"] = os.devnull + ".absent.toml"
+    # A database of its own for each command (in the test's data folder, see conftest.py):
+    # the archive of one run must not skip a book in the next unless a test asks for that, by
+    # passing the same TOKYSNATCHER_DATA_DIR to both.
+    env["TOKYSNATCHER_DATA_DIR"] = tempfile.mkdtemp(
+        prefix="data-", dir=os.environ.get("XDG_DATA_HOME")
+    )
     env.update(extra)
     return env
 
@@ -68,6 +76,29 @@ def start_cli(args: Sequence[str | os.PathLike[str]]) -> subprocess.Popen[str]:
         stdin=subprocess.DEVNULL,
         text=True,
         env=cli_env(),
+    )
+
+
+def main_in_process(
+    args: Sequence[str], capsys: pytest.CaptureFixture[str]
+) -> subprocess.CompletedProcess[str]:
+    """``cli.main(args)`` in this process, its output captured and its signal handlers undone.
+
+    For quick commands (a child process costs a second or more); the environment is the
+    test's (use ``monkeypatch``).
+    """
+    from tokysnatcher.cli import main
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with pytest.raises(SystemExit) as done:
+            main(list(args))
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(
+        list(args), int(done.value.code or 0), captured.out, captured.err
     )
 
 

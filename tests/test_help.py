@@ -17,7 +17,7 @@ import pytest
 from helpers import cli_env
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "help.txt"
-PANELS = ("Download", "Retry & network", "Library", "Output")
+PANELS = ("Download", "Retry & network", "Library", "Queue and history", "Output")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,20 @@ def test_options_are_grouped_in_panels(help_text: str) -> None:
         "Download": ["--directory", "--format", "--chapters", "--resume", "--dry-run"],
         "Retry & network": ["--jobs", "--connections", "--max-retries", "--speed-limit"],
         "Library": ["--search", "--verify-folder", "--list-downloads", "--demo"],
-        "Output": ["--report", "--quiet", "--verbose", "--profile", "--config"],
+        "Queue and history": [
+            "--queue-add",
+            "--priority",
+            "--queue-list",
+            "--queue-run",
+            "--queue-remove",
+            "--queue-priority",
+            "--queue-pause",
+            "--queue-resume",
+            "--download-archive",
+            "--stats",
+            "--rebuild-database",
+        ],
+        "Output": ["--report", "--json", "--quiet", "--verbose", "--profile", "--config"],
     }
     for title, options in expected.items():
         body = panel(help_text, title)
@@ -81,6 +94,8 @@ def test_options_are_grouped_in_panels(help_text: str) -> None:
         ("--speed-limit", "none"),
         ("--base-url", "https://tokybook.com"),
         ("--report", "none"),
+        ("--priority", "0"),
+        ("--download-archive", "the database"),
     ],
 )
 def test_every_setting_shows_its_default(help_text: str, option: str, default: str) -> None:
@@ -104,6 +119,9 @@ def test_epilog_shows_the_common_jobs(help_text: str) -> None:
         "--chapters 1-3,7 --speed-limit 500K",
         "-q --report run.json",
         "--demo",
+        "--queue-add book-one book-two --priority 5",
+        "--queue-run",
+        "--stats",
     ):
         assert command in examples, command
     assert "config.toml" in examples

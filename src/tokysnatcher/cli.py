@@ -55,6 +55,11 @@ EPILOG = """\
   Check that ffmpeg, the site and the folders are ready (one row each, with the fix):
     [cyan]tokysnatcher --doctor[/cyan]
 
+  Queue books (higher priority first), work through the queue, see the history:
+    [cyan]tokysnatcher --queue-add book-one book-two --priority 5[/cyan]
+    [cyan]tokysnatcher --queue-run[/cyan]
+    [cyan]tokysnatcher --stats[/cyan]
+
   In a script: one summary line and a JSON report:
     [cyan]tokysnatcher some-book -q --report run.json[/cyan]
 
@@ -79,6 +84,7 @@ EPILOG = """\
 DOWNLOAD = "Download"
 RETRY = "Retry & network"
 LIBRARY = "Library"
+QUEUE = "Queue and history"
 OUTPUT = "Output"
 
 #: The accepted form of each option's value, for the one-line error of a bad value.
@@ -92,6 +98,11 @@ FORMS = {
     "--batch-file": "a text file with one book URL or slug a line, or - for standard input",
     "--profile": "the name of a [profiles.NAME] table of the config file",
     "--config": "a TOML config file",
+    "--priority": "a whole number from -1000 to 1000, e.g. --priority 5 (higher runs first)",
+    "--queue-remove": "a queue entry's id, e.g. --queue-remove 3 (see --queue-list)",
+    "--queue-priority": "an entry's id and a priority, e.g. --queue-priority 3 10",
+    "--queue-pause": "a queue entry's id, e.g. --queue-pause 3 (see --queue-list)",
+    "--queue-resume": "a queue entry's id, e.g. --queue-resume 3 (see --queue-list)",
 }
 _SHORT = {"-d": "--directory", "-j": "--jobs", "-s": "--search", "-o": "--output", "-u": "--url"}
 _T = TypeVar("_T")
@@ -140,6 +151,24 @@ def _writable_file(text: str) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise typer.BadParameter(f"{text!r}: the folder {str(folder)!r} is not writable")
     return path
+
+
+def _whole(text: str, low: int, high: int, what: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not {what}") from None
+    if not low <= value <= high:
+        raise typer.BadParameter(f"{text!r} is out of range")
+    return value
+
+
+def _entry_id(text: str) -> int:
+    return _whole(text, 1, 2**62, "a queue entry's id")
+
+
+def _priority(text: str) -> int:
+    return _whole(text, -1000, 1000, "a whole number")
 
 
 app = typer.Typer(
@@ -493,6 +522,125 @@ def command(
             show_default=False,
         ),
     ] = False,
+    queue_add: Annotated[
+        bool,
+        typer.Option(
+            "--queue-add",
+            metavar="",
+            help="Add the URLs to the download queue, with this run's --format, --chapters and -d.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = False,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            "--priority",
+            metavar="N",
+            parser=_priority,
+            help="With --queue-add: higher runs first, first added first within a priority "
+            "(-1000 to 1000)." + _default("0"),
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = None,
+    queue_list: Annotated[
+        bool,
+        typer.Option(
+            "--queue-list",
+            metavar="",
+            help="The queue in the order it runs: id, priority, state, format, book.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = False,
+    queue_run: Annotated[
+        bool,
+        typer.Option(
+            "--queue-run",
+            metavar="",
+            help="Download the queue until it is empty (books added meanwhile too); Ctrl-C "
+            "and run it again to continue.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = False,
+    queue_remove: Annotated[
+        int | None,
+        typer.Option(
+            "--queue-remove",
+            metavar="ID",
+            parser=_entry_id,
+            help="Take an entry out of the queue.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = None,
+    queue_priority: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--queue-priority",
+            metavar="ID N",
+            help="Give an entry another priority.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = None,
+    queue_pause: Annotated[
+        int | None,
+        typer.Option(
+            "--queue-pause",
+            metavar="ID",
+            parser=_entry_id,
+            help="Keep an entry in the queue but do not run it.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = None,
+    queue_resume: Annotated[
+        int | None,
+        typer.Option(
+            "--queue-resume",
+            metavar="ID",
+            parser=_entry_id,
+            help="Let a paused entry run again.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = None,
+    download_archive: Annotated[
+        str | None,
+        typer.Option(
+            "--download-archive",
+            metavar="FILE",
+            help="Keep the archive of finished books in this text file ('<source> <id>' lines, "
+            "as yt-dlp) instead of the database." + _default("the database"),
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = None,
+    stats: Annotated[
+        bool,
+        typer.Option(
+            "--stats",
+            metavar="",
+            help="Totals, success rate per source, speeds, common failures and the last runs.",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = False,
+    rebuild_database: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild-database",
+            metavar="",
+            help="Move a corrupt database aside and rebuild its archive from the manifests "
+            "under -d. The database lives in <user data dir>/tokysnatcher. "
+            "\\[env: TOKYSNATCHER_DATA_DIR]",
+            rich_help_panel=QUEUE,
+            show_default=False,
+        ),
+    ] = False,
     report: Annotated[
         Path | None,
         typer.Option(
@@ -522,7 +670,8 @@ def command(
         typer.Option(
             "--json",
             metavar="",
-            help="Print the result as JSON, for scripts (with --doctor).",
+            help="Print the result as JSON, for scripts (with --doctor, --stats, --queue-list or "
+            "--list-downloads).",
             rich_help_panel=OUTPUT,
             show_default=False,
         ),
@@ -639,6 +788,7 @@ def command(
         "source": source,
         "output": output_template,
         "no_sidecars": no_sidecars or None,
+        "download_archive": download_archive,
     }
     given = {k: v for k, v in cli_values.items() if v is not None}
     config_error: UsageError | None = None
@@ -661,16 +811,28 @@ def command(
     output = Output.for_terminal(settings.verbosity)
     ctx.obj = output
     _route_logging(output)
+    queue_actions = (
+        ("--queue-list", queue_list),
+        ("--queue-run", queue_run),
+        ("--queue-remove", queue_remove is not None),
+        ("--queue-priority", queue_priority is not None),
+        ("--queue-pause", queue_pause is not None),
+        ("--queue-resume", queue_resume is not None),
+        ("--stats", stats),
+        ("--rebuild-database", rebuild_database),
+    )
     exclusive = [
         name
         for name, on in (
             # --demo's URL argument names which stand-in site: "--demo librivox".
-            ("URL", (bool(refs) and not demo) or batch_file is not None),
+            ("URL", ((bool(refs) and not demo) or batch_file is not None) and not queue_add),
+            ("--queue-add", queue_add),
             ("--search", search is not None),
             ("--verify-folder", verify_folder is not None),
             ("--list-downloads", list_downloads),
             ("--demo", demo),
             ("--doctor", doctor),
+            *queue_actions,
         )
         if on
     ]
@@ -685,8 +847,12 @@ def command(
             "--report writes one book's report; a batch has several books",
             hint="Use --status-file: its last version holds every book's outcome.",
         )
-    if json_output and not doctor:
-        raise UsageError("--json goes with --doctor")
+    if queue_add and not refs:
+        raise UsageError("--queue-add needs the URL of at least one book")
+    if priority is not None and not queue_add:
+        raise UsageError("--priority goes with --queue-add")
+    if json_output and not (doctor or stats or queue_list or list_downloads):
+        raise UsageError("--json goes with --doctor, --stats, --queue-list or --list-downloads")
     # Only the chosen action's module is imported: each brings its own heavy dependencies
     # (requests, ffmpeg-python, ...) that the others do not need.
     if doctor:
@@ -699,6 +865,22 @@ def command(
             config_path=config_path(config, os.environ),
             config_error=config_error,
             as_json=json_output,
+        )
+    elif any(on for _, on in queue_actions) or queue_add:
+        code = _queue_and_history(
+            settings,
+            output,
+            refs=refs if queue_add else None,
+            priority=priority or 0,
+            queue_list=queue_list,
+            queue_run=queue_run,
+            queue_remove=queue_remove,
+            queue_priority=queue_priority,
+            queue_pause=queue_pause,
+            queue_resume=queue_resume,
+            stats=stats,
+            as_json=json_output,
+            rebuild_database=rebuild_database,
         )
     elif demo:
         from tokysnatcher.actions.download import demo as run_demo
@@ -714,7 +896,7 @@ def command(
     elif list_downloads:
         from tokysnatcher.actions.library import list_library
 
-        code = list_library(settings, output)
+        code = list_library(settings, output, as_json=json_output)
     elif search is not None:
         from tokysnatcher.actions.interactive import search as run_search
 
@@ -732,6 +914,56 @@ def command(
 
         code = interactive(settings, output)
     raise typer.Exit(int(code))
+
+
+def _queue_and_history(
+    settings: Settings,
+    output: "Output",
+    *,
+    refs: list[str] | None,
+    priority: int,
+    queue_list: bool,
+    queue_run: bool,
+    queue_remove: int | None,
+    queue_priority: tuple[str, str] | None,
+    queue_pause: int | None,
+    queue_resume: int | None,
+    stats: bool,
+    as_json: bool,
+    rebuild_database: bool,
+) -> ExitCode:
+    """The one queue, archive or history action asked for (they exclude each other)."""
+    if stats:
+        from tokysnatcher.actions.stats import stats as show_stats
+
+        return show_stats(settings, output, as_json=as_json)
+    if rebuild_database:
+        from tokysnatcher.actions.database import rebuild_database as rebuild
+
+        return rebuild(settings, output)
+    from tokysnatcher.actions import queue
+
+    if refs is not None:
+        return queue.queue_add(refs, priority, settings, output)
+    if queue_list:
+        return queue.queue_list(settings, output, as_json=as_json)
+    if queue_run:
+        return queue.queue_run(settings, output)
+    if queue_remove is not None:
+        return queue.queue_remove(queue_remove, settings, output)
+    if queue_priority is not None:
+        entry_id, value = queue_priority
+        try:
+            parsed = _entry_id(entry_id), _priority(value)
+        except typer.BadParameter as err:
+            raise UsageError(
+                f"--queue-priority: {err.message}", hint=f"Expected {FORMS['--queue-priority']}."
+            ) from None
+        return queue.queue_priority(*parsed, settings, output)
+    if queue_pause is not None:
+        return queue.queue_pause(queue_pause, True, settings, output)
+    assert queue_resume is not None
+    return queue.queue_pause(queue_resume, False, settings, output)
 
 
 class _OutputHandler(logging.Handler):

@@ -33,6 +33,7 @@ from tokysnatcher.errors import (
 from tokysnatcher.ffmpeg.binary import MP3_TO_AAC_NOTICE, FfmpegInfo, resolve_ffmpeg
 from tokysnatcher.library.manifest import ManifestManager
 from tokysnatcher.sources.registry import again_command
+from tokysnatcher.store.records import BookRecords
 from tokysnatcher.ui.display import visible
 from tokysnatcher.ui.output import Output
 from tokysnatcher.ui.status_file import status_file
@@ -145,7 +146,10 @@ def download_book(
     """
     with batch.lock:
         book.resolving()
-    with _ends_book(book, batch):
+    # The archive and history record every book, of a single run, a batch or the queue.
+    with _ends_book(book, batch), BookRecords.open(settings, output) as records:
+        if records.already_done(runtime.source, book.ref):
+            return _ended(book, batch, ExitCode.OK)
         mode = ResumeMode.REDOWNLOAD if settings.force_redownload else ResumeMode.RESUME
         if planned is not None:
             plan = planned.result()
@@ -199,22 +203,28 @@ def download_book(
         if settings.report is not None:
             write_report(settings.report, plan, result)
         output.summary(result, state, resume_command(plan, settings))
-        if result.interrupted:
-            return _ended(book, batch, ExitCode.INTERRUPTED, "interrupted")
-        if result.ok and plan.playlist.unavailable:
-            # The book is not complete until the site publishes them: say so, and fail.
-            names = ", ".join(plan.playlist.unavailable)
-            output.error_line(
-                f"the book is incomplete: not available on the site yet: {names}",
-                "Run the same command again once the site publishes them.",
-            )
-            return _ended(book, batch, ExitCode.FAILED, f"not available yet: {names}")
-        if result.ok:
-            return _ended(book, batch, ExitCode.OK)
-        if result.stopped_by is not None:
-            return _ended(book, batch, ExitCode.FAILED, result.stopped_by.message)
-        failed = f"{len(result.failed)} of {len(result.chapters)} chapters failed"
-        return _ended(book, batch, ExitCode.FAILED, failed)
+        code, why = _outcome(plan, result, output)
+        records.ran(plan, state, result, code)
+        return _ended(book, batch, code, why)
+
+
+def _outcome(plan: BookPlan, result: RunResult, output: Output) -> tuple[ExitCode, str]:
+    """How the book's run ended: its exit code, and what went wrong ("" when nothing did)."""
+    if result.interrupted:
+        return ExitCode.INTERRUPTED, "interrupted"
+    if result.ok and plan.playlist.unavailable:
+        # The book is not complete until the site publishes them: say so, and fail.
+        names = ", ".join(plan.playlist.unavailable)
+        output.error_line(
+            f"the book is incomplete: not available on the site yet: {names}",
+            "Run the same command again once the site publishes them.",
+        )
+        return ExitCode.FAILED, f"not available yet: {names}"
+    if result.ok:
+        return ExitCode.OK, ""
+    if result.stopped_by is not None:
+        return ExitCode.FAILED, result.stopped_by.message
+    return ExitCode.FAILED, f"{len(result.failed)} of {len(result.chapters)} chapters failed"
 
 
 @contextmanager
@@ -418,12 +428,25 @@ def demo(
     )
     # A local server answers in microseconds; a distant one's latency and a modest per-connection
     # rate make the demo last a few seconds, long enough to watch the live view work.
-    with StandinSite(faults=Faults(latency=DEMO_LATENCY, bandwidth=DEMO_BANDWIDTH)) as standin:
-        demo_settings = settings.replace(base_url=standin.base_url, directory=folder)
+    with (
+        StandinSite(faults=Faults(latency=DEMO_LATENCY, bandwidth=DEMO_BANDWIDTH)) as standin,
+        _demo_records() as data,
+    ):
+        demo_settings = settings.replace(
+            base_url=standin.base_url, directory=folder, data_dir=data, download_archive=None
+        )
         output.info(f"stand-in site at {standin.base_url}; downloading {DEMO_SLUG!r} into {folder}")
         code = download(DEMO_SLUG, demo_settings, output)
     output.info(f"demo finished; your files are under {folder}")
     return code
+
+
+@contextmanager
+def _demo_records() -> Iterator[Path]:
+    """A data folder of the demo's own: the sample book is no real book, and stays out of the
+    user's archive and history."""
+    with tempfile.TemporaryDirectory(prefix="tokysnatcher-demo-data-") as data:
+        yield Path(data)
 
 
 def _librivox_demo(settings: Settings, output: Output, folder: Path) -> ExitCode:
@@ -437,8 +460,10 @@ def _librivox_demo(settings: Settings, output: Output, folder: Path) -> ExitCode
     )
     faults = Faults(latency=DEMO_LATENCY, bandwidth=DEMO_BANDWIDTH)
     sample = {SAMPLE_ID: default_catalog()[SAMPLE_ID]}  # only its audio is generated
-    with LibrivoxSite(sample, faults=faults) as site:
+    with LibrivoxSite(sample, faults=faults) as site, _demo_records() as data:
         demo_settings = settings.replace(
+            data_dir=data,
+            download_archive=None,
             librivox_url=site.base_url,
             archive_url=site.base_url,
             librivox_interval=0.0,  # a local site: no need to be polite

@@ -83,10 +83,20 @@ def library_root(book: BookInfo, folder: Path) -> Path:
     return parents[min(book.folder_depth, len(parents)) - 1]
 
 
-def list_library(settings: Settings, output: Output) -> ExitCode:
-    """Table of every book under the library root; in a terminal, pick one to resume/verify."""
+def list_library(settings: Settings, output: Output, *, as_json: bool = False) -> ExitCode:
+    """Table of every book under the library root; in a terminal, pick one to resume/verify.
+
+    ``as_json``: the same books as JSON for scripts, and no prompt.
+    """
     root = settings.directory
     books = list_downloads(root, max_depth=MAX_FOLDERS)
+    if as_json:
+        from dataclasses import asdict
+
+        from tokysnatcher.ui.store_view import print_json
+
+        print_json(output, [{**asdict(book), "state": str(book.state)} for book in books])
+        return ExitCode.OK
     output.library_table(books, root)
     if not books or not output.interactive:
         return ExitCode.OK

@@ -186,6 +186,7 @@ KEYS: dict[str, Key] = {
     ),
     "librivox_interval": _number("librivox-interval", 0, 60, whole=False),
     "data_dir": Key("data-dir", parse_path, "a folder, e.g. ~/.local/share/tokysnatcher"),
+    "download_archive": Key("download-archive", parse_path, "a text file, e.g. archive.txt"),
 }
 
 
@@ -245,6 +246,8 @@ class Settings:
     no_sidecars: bool = False
     # The tool's own files (env TOKYSNATCHER_DATA_DIR, config key data-dir).
     data_dir: Path = field(default_factory=default_data_dir)
+    # A yt-dlp style text archive used instead of the database's (--download-archive).
+    download_archive: Path | None = None
     # Quick in-attempt retries of one segment request before the chapter attempt fails.
     segment_retries: int = 3
     segment_retry_delay: float = 0.5

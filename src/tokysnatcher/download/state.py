@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -75,6 +76,7 @@ class Chapter:
     kinds: list[FailureKind] = field(default_factory=list)
     chapter_retries: int = 0  # attempts scheduled after a failed one
     request_retries: int = 0  # quick retries of one request inside an attempt
+    request_kinds: Counter[FailureKind] = field(default_factory=Counter)  # ... and why
     kind: FailureKind | None = None
     message: str = ""
     started_at: float | None = None
@@ -123,6 +125,7 @@ class Chapter:
     def request_retrying(self, due: float, kind: FailureKind = FailureKind.TIMEOUT) -> None:
         """A request failed (``kind``) and is tried again at ``due`` (a quick retry)."""
         self.request_retries += 1
+        self.request_kinds[kind] += 1
         self.request_retry_due = due
         self.request_retry_kind = kind
         self.inflight_bytes = 0  # what the failed request received is lost

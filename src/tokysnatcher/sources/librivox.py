@@ -296,6 +296,7 @@ def plain_text(markup: str) -> str | None:
 class LibrivoxSource:
     """LibriVox's API (``api``) and archive.org's item metadata (``archive``), §1-§3."""
 
+    name = SOURCE_NAME
     renewed_message = "renewed the credentials"  # never: LibriVox's files need none
 
     def __init__(

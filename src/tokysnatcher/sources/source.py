@@ -117,6 +117,9 @@ class Source(Protocol):
     ``UsageError``.
     """
 
+    #: The source's name in the archive and the history (``tokybook``): a plain word.
+    name: str
+
     def book_slug(self, ref: str) -> str:
         """The site's name for the book a user's reference (a page URL or a slug) points to."""
         ...

@@ -142,6 +142,7 @@ class _TokenState:
 class TokybookSource:
     """tokybook.com's JSON API, and the headers its audio needs (API §1-§4)."""
 
+    name = SOURCE_NAME
     renewed_message = "stream token expired; renewed it through the playlist API"
 
     def __init__(self, api: JsonApi, base_url: str | None = None) -> None:

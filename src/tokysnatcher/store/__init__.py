@@ -1,0 +1,1 @@
+"""The database of the queue, the archive of finished books and the history of runs."""
