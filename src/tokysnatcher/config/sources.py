@@ -41,6 +41,7 @@ ENV_FIELDS = (
     "stall_timeout",
     "transfer_timeout",
     "speed_limit",
+    "max_wait",
 )
 
 

@@ -32,7 +32,7 @@ from tokysnatcher.ffmpeg.binary import FfmpegInfo
 from tokysnatcher.library.manifest import ChapterStatus, ManifestManager
 from tokysnatcher.library.manifest_schema import JOIN_DIR_NAME, PARTS_DIR_NAME, WORK_DIR_NAME
 from tokysnatcher.net.http import Fetcher, make_session
-from tokysnatcher.net.limits import RateLimiter
+from tokysnatcher.net.limits import MAX_CONNECTIONS, RateLimiter, start_limit
 from tokysnatcher.sources.registry import open_source
 from tokysnatcher.sources.source import Source
 from tokysnatcher.ui.status import Reporter
@@ -97,7 +97,7 @@ def run_state(plan: BookPlan, settings: Settings) -> RunState:
         author=plan.book.author,
         destination=plan.folder,
         book_chapters=len(plan.playlist.tracks),
-        connections=settings.connections,
+        connections=start_limit(settings.connections),
         speed_limit=settings.speed_limit,
         stall_timeout=settings.stall_timeout,
         parts=settings.output_format is OutputFormat.M4B,
@@ -165,7 +165,9 @@ def execute(
         stop=runtime.stop,
         log=runtime.log,
     )
-    result = download_all_chapters(work, jobs, manifest=manifest, reporter=reporter, state=state)
+    result = download_all_chapters(
+        work, jobs, manifest=manifest, reporter=reporter, state=state, log=runtime.log
+    )
     # Chapters proven complete never became jobs; the summary and --report count them too.
     result.chapters = sorted(
         [
@@ -205,7 +207,7 @@ def open_runtime(
     *,
     log: Callable[[str, str], None] = lambda message, level: None,
 ) -> Runtime:
-    session = make_session(settings.connections)
+    session = make_session(MAX_CONNECTIONS)  # the most connections the limit may reach
     stop = stop or threading.Event()
     source = open_source(session, settings, wait=stop.wait)
     fetcher = Fetcher(

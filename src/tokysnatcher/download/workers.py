@@ -1,4 +1,5 @@
-"""The fetch workers of a run: ``connections`` daemon threads on one priority queue.
+"""The fetch workers of a run: daemon threads on one priority queue, as many at work as the
+run's :class:`~tokysnatcher.net.limits.ConnectionLimit` allows.
 
 The scheduler (``download/scheduler.py``) queues a :class:`Task` per playlist, segment or direct
 file; a worker runs it and posts what happens as typed events (``download/events.py``) back to
@@ -29,6 +30,7 @@ from tokysnatcher.download.events import (
 from tokysnatcher.errors import DownloadError
 from tokysnatcher.net.failures import error_from_exception
 from tokysnatcher.net.hls import Segment
+from tokysnatcher.net.limits import ConnectionLimit
 
 # How long close() waits for a worker in a request: each one sees the stop flag within a second.
 JOIN_TIMEOUT = 2.0
@@ -57,12 +59,13 @@ class FetchPool:
         self,
         work: ChapterSteps,
         events: queue.SimpleQueue[Event],
-        size: int,
+        limit: ConnectionLimit,
     ) -> None:
         self.work = work
         self.stop = work.stop
         self.events = events
-        self.size = size
+        self.limit = limit
+        self.size = limit.threads
         self._threads: list[threading.Thread] = []
         self._tasks: queue.PriorityQueue[tuple[Priority, int, Task | None]] = queue.PriorityQueue()
         self._seq = itertools.count()
@@ -93,22 +96,36 @@ class FetchPool:
 
     def _work(self) -> None:
         while True:
-            try:
-                _, _, task = self._tasks.get(timeout=0.5)
-            except queue.Empty:
-                if self.stop.is_set():
+            # A place under the connection limit first, then a task: a worker over the limit
+            # never holds a task that another could run.
+            if not self.limit.acquire(self.stop):
+                if self.stop.is_set() or self._released:
                     return
-                continue
-            if task is None:
-                return
-            job = task.job
-            stale = staleness_check(job, task.generation, self.stop)
-            if stale():
+                time.sleep(0.05)  # the limit was closed before the release: it comes next
                 continue
             try:
-                self._run(task, stale)
-            except BaseException as err:  # every failure becomes an event with a kind
-                self.events.put(AttemptFailed(job, task.generation, as_download_error(err, job)))
+                if not self._next():
+                    return
+            finally:
+                self.limit.release()
+
+    def _next(self) -> bool:
+        """Run the next task, if one comes within half a second; False when the worker ends."""
+        try:
+            _, _, task = self._tasks.get(timeout=0.5)
+        except queue.Empty:
+            return not self.stop.is_set()
+        if task is None:
+            return False
+        job = task.job
+        stale = staleness_check(job, task.generation, self.stop)
+        if stale():
+            return True
+        try:
+            self._run(task, stale)
+        except BaseException as err:  # every failure becomes an event with a kind
+            self.events.put(AttemptFailed(job, task.generation, as_download_error(err, job)))
+        return True
 
     def _run(self, task: Task, stale: Callable[[], bool]) -> None:
         job, work, generation, put = task.job, self.work, task.generation, self.events.put
@@ -127,8 +144,9 @@ class FetchPool:
             def post(error: DownloadError, number: int, delay: float) -> None:
                 nonlocal unreported, since
                 retry = RequestRetried(
-                    job, generation, what, error.kind, error.message, number, delay, unreported
-                )
+                    job, generation, what, error.kind, error.message, number, delay, unreported,
+                    error.retry_after,
+                )  # fmt: skip
                 put(retry)
                 unreported, since = 0, time.monotonic()
 
