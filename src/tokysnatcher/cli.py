@@ -359,8 +359,9 @@ def command(
         str | None,
         typer.Option(
             "--connections",
-            metavar="N",
-            help="HTTP connections in flight at once, over all chapters (1-64)."
+            metavar="auto|N",
+            help="HTTP connections in flight at once, over all chapters: auto adapts them "
+            "(2-16) to the server's speed and throttling; N (1-16) keeps N."
             + _default(_setting("connections")),
             rich_help_panel=RETRY,
             show_default=False,
@@ -406,6 +407,18 @@ def command(
             metavar="SECONDS",
             help="A request still running after this long must have averaged 4 KiB/s, or it is "
             "aborted and retried." + _default(_setting("transfer_timeout")),
+            rich_help_panel=RETRY,
+            show_default=False,
+        ),
+    ] = None,
+    max_wait: Annotated[
+        str | None,
+        typer.Option(
+            "--max-wait",
+            metavar="SECONDS",
+            help="When every request fails with a network error (the link or the site is down), "
+            "wait this long for it, probing with backoff, before chapters fail."
+            + _default(_setting("max_wait")),
             rich_help_panel=RETRY,
             show_default=False,
         ),
@@ -774,6 +787,7 @@ def command(
         "retry_delay": retry_delay,
         "stall_timeout": stall_timeout,
         "transfer_timeout": transfer_timeout,
+        "max_wait": max_wait,
         "speed_limit": speed_limit,
         "chapters": chapters,
         "resume": resume or None,

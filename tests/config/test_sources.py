@@ -23,7 +23,8 @@ def test_defaults_without_any_source(tmp_path: Path) -> None:
         {}, config_file=None, env={"TOKYSNATCHER_CONFIG": str(tmp_path / "none.toml")}
     )
     assert settings.jobs == 2
-    assert settings.connections == 8
+    assert settings.connections == "auto"
+    assert settings.max_wait == 600
     assert settings.output_format is OutputFormat.MP3
 
 
@@ -158,7 +159,8 @@ def test_keys_may_use_underscores(tmp_path: Path) -> None:
     ("field", "good", "bad"),
     [
         ("jobs", [1, 32], [0, 33, 2.5, float("nan")]),
-        ("connections", [1, 64], [0, 65]),
+        ("connections", [1, 16], [0, 17, 2.5]),
+        ("max_wait", [0, 30, 86400], [-1, 86401, float("nan")]),
         ("max_retries", [0, 100], [-1, 101]),
         ("retry_delay", [0, 0.25, 3600], [-0.1, 3600.5, float("inf")]),
         ("stall_timeout", [0.1, 3600], [0.05, 0]),

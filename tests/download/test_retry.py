@@ -282,6 +282,21 @@ def test_a_retry_due_earlier_goes_before_a_first_attempt_added_later() -> None:
     assert [coordinator.pop_ready() for _ in range(3)] == [2, 1, None]
 
 
+def test_a_requeued_item_spends_no_retry() -> None:
+    # An attempt lost to an outage goes back without counting against the budget.
+    clock = FakeClock()
+    coordinator = make(clock, max_retries=1)
+    coordinator.add_many([(1, 1)])
+    assert coordinator.pop_ready() == 1
+    for _ in range(3):
+        coordinator.requeue(1, clock() + 1.0)
+        assert coordinator.pop_ready() is None
+        clock.advance(1)
+        assert coordinator.pop_ready() == 1
+    assert coordinator.attempts(1) == 1
+    assert coordinator.record_failure(1, err()).retry  # the one retry is still there
+
+
 def test_equal_due_times_are_broken_by_order() -> None:
     clock = FakeClock()
     coordinator = make(clock)

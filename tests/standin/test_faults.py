@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import threading
 import time
 from collections.abc import Callable
 
@@ -199,6 +200,58 @@ def test_faults_reject_nonsense() -> None:
         Faults(bandwidth=0)
     with pytest.raises(ValueError, match="trickle"):
         Faults(trickle_bytes=0)
+    with pytest.raises(ValueError, match="total_bandwidth"):
+        Faults(total_bandwidth=-1)
+    with pytest.raises(ValueError, match="max_concurrent"):
+        Faults(max_concurrent=0)
+    with pytest.raises(ValueError, match="outage_seconds"):
+        Faults(outage_seconds=-1)
+
+
+def test_a_total_cap_is_shared_by_every_response(make_site: SiteFactory) -> None:
+    site = make_site(Faults(total_bandwidth=128_000))
+    url = site.base_url + "/files/tiny-direct/01.mp3"
+    size = len(site.source_media("tiny-direct", 0).read_bytes())
+    started = time.monotonic()
+    threads = [threading.Thread(target=requests.get, args=(url,), kwargs={"timeout": 10})
+               for _ in range(3)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Three bodies at once take as long as three in a row would at the cap.
+    assert time.monotonic() - started >= 0.8 * 3 * size / 128_000
+
+
+def test_more_concurrent_audio_requests_than_allowed_get_429(
+    make_site: SiteFactory, open_book: OpenBook
+) -> None:
+    site = make_site()
+    book = open_book(site, "tiny")
+    site.set_faults(Faults(max_concurrent=1, bandwidth=20_000, retry_after=2.0))
+    slow = threading.Thread(target=book.get, args=(book.segment_path(0, 0),))
+    slow.start()
+    time.sleep(0.2)
+    answer = book.get(book.segment_path(0, 1))
+    slow.join()
+    assert answer.status_code == 429
+    assert answer.headers["Retry-After"] == "2"
+    assert book.get(book.segment_path(0, 1)).status_code == 200
+
+
+def test_an_outage_resets_every_request_for_its_window(
+    make_site: SiteFactory, open_book: OpenBook
+) -> None:
+    site = make_site()
+    book = open_book(site, "tiny")
+    site.set_faults(Faults(outage_at=0.0, outage_seconds=0.5))
+    with pytest.raises(requests.ConnectionError):
+        book.get(book.segment_path(0, 0))
+    with pytest.raises(requests.ConnectionError):
+        requests.get(site.base_url + "/", timeout=5)
+    assert site.stats.faults["outage"] >= 2
+    time.sleep(0.6)
+    assert book.get(book.segment_path(0, 0)).status_code == 200
 
 
 def test_a_trickled_kind_sends_its_body_a_piece_at_a_time(make_site: SiteFactory) -> None:

@@ -460,3 +460,23 @@ def test_plain_lines_of_a_book_of_a_batch_say_which_book() -> None:
     printed = stream.getvalue().splitlines()
     assert len(printed) == 2
     assert all(line.startswith("[2/3 the-sample-book] ") for line in printed)
+
+
+def test_the_header_says_why_the_connection_limit_is_what_it_is_and_a_network_wait() -> None:
+    clock = FakeClock()
+    status = status_with(
+        downloading(1, done=1, of=4, segment=10 * KIB),
+        connections=6,
+        active_connections=5,
+        connections_reason="auto: throughput rising",
+        network_retry_at=clock.now + 2.5,
+    )
+    view = LiveView(Console(file=io.StringIO(), width=120), clock=clock)
+    view.status = status
+    lines = draw(view).splitlines()
+    assert re.match(r"chapters 0/1 done  connections 5/6 \(auto: throughput rising\)  ", lines[2])
+    assert lines[3] == "waiting for the network - next try in 3s"
+    # On a narrow screen the reason gives way: the figures never wrap.
+    narrow = LiveView(Console(file=io.StringIO(), width=60), clock=clock)
+    narrow.status = status
+    assert draw(narrow, width=60).splitlines()[2].startswith("chapters 0/1 done  connections 5/6  ")

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from tokysnatcher.errors import BadValue, UsageError
 from tokysnatcher.library.layout import FORM as OUTPUT_FORM
 from tokysnatcher.library.layout import OutputTemplate
+from tokysnatcher.net.limits import AUTO, MAX_CONNECTIONS, Connections
 from tokysnatcher.utils.units import CHAPTERS_FORM, SPEED_LIMIT_FORM, ChapterSpec, parse_speed_limit
 
 
@@ -71,6 +72,21 @@ def _number(name: str, low: float, high: float, *, whole: bool) -> Key:
         return int(value) if whole else value
 
     return Key(name, parse, f"{'a whole number' if whole else 'seconds'} from {low:g} to {high:g}")
+
+
+def _connections(raw: object) -> Connections:
+    """``auto`` or a fixed count of connections."""
+    if isinstance(raw, str) and raw.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return int(_FIXED_CONNECTIONS.parse(raw))
+    except BadValue:
+        raise BadValue(
+            f"{raw!r} is neither auto nor a whole number from 1 to {MAX_CONNECTIONS}"
+        ) from None
+
+
+_FIXED_CONNECTIONS = _number("connections", 1, MAX_CONNECTIONS, whole=True)
 
 
 def parse_path(raw: object) -> Path:
@@ -159,7 +175,9 @@ KEYS: dict[str, Key] = {
     "directory": Key("directory", parse_path, "a folder, e.g. ~/Audiobooks"),
     "output_format": Key("format", _format, "one of mp3, m4a, m4b"),
     "jobs": _number("jobs", 1, 32, whole=True),
-    "connections": _number("connections", 1, 64, whole=True),
+    "connections": Key(
+        "connections", _connections, f"auto or a whole number from 1 to {MAX_CONNECTIONS}"
+    ),
     "base_url": Key(
         "base-url", parse_text, "an http(s) URL with a host, e.g. https://tokybook.com"
     ),
@@ -168,6 +186,7 @@ KEYS: dict[str, Key] = {
     "retry_delay": _number("retry-delay", 0, 3600, whole=False),
     "stall_timeout": _number("stall-timeout", 0.1, 3600, whole=False),
     "transfer_timeout": _number("transfer-timeout", 1, 86400, whole=False),
+    "max_wait": _number("max-wait", 0, 86400, whole=False),
     "speed_limit": Key("speed-limit", parse_speed_limit, SPEED_LIMIT_FORM),
     "chapters": Key("chapters", ChapterSpec.parse, CHAPTERS_FORM),
     "resume": Key("resume", _flag, "true or false"),
@@ -213,7 +232,8 @@ class Settings:
     directory: Path = field(default_factory=default_library_root)
     output_format: OutputFormat = OutputFormat.MP3
     jobs: int = 2
-    connections: int = 8
+    # "auto": adapts between 2 and 16 (net/limits.py); a number keeps that many.
+    connections: Connections = AUTO
     # The user's --base-url; None: the source's own site (sources/ knows which).
     base_url: str | None = None
     ffmpeg: str | None = None
@@ -224,6 +244,8 @@ class Settings:
     # that keeps just above the stall rule.
     transfer_timeout: float = 300.0
     speed_limit: float | None = None
+    # How long an outage (every request failing with a network error) is waited out.
+    max_wait: float = 600.0
     chapters: ChapterSpec | None = None
     resume: bool = False
     force_redownload: bool = False

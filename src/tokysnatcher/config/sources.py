@@ -45,6 +45,7 @@ ENV_FIELDS = (
     "archive_url",
     "librivox_interval",
     "data_dir",
+    "max_wait",
 )
 
 

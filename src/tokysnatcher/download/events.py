@@ -53,6 +53,7 @@ class RequestRetried(Event):
     number: int  # 1 for the first retry of this request
     delay: float
     received: int  # bytes the failed try received that were not reported yet
+    retry_after: float | None = None  # the server's Retry-After, when it sent one
 
 
 @dataclass(frozen=True, slots=True)

@@ -259,6 +259,13 @@ class RetryCoordinator(Generic[T]):
                 due_at=due_at, delay=wait, reason=None, error=error,
             )  # fmt: skip
 
+    def requeue(self, item: T, due_at: float) -> None:
+        """Put a running item back, due at ``due_at``, without spending a retry (an outage)."""
+        with self._lock:
+            record = self._running(item)
+            record.state = _State.WAITING
+            self._push(item, due_at, record.order)
+
     def record_success(self, item: T) -> None:
         """Mark a running item done."""
         with self._lock:

@@ -27,7 +27,7 @@ from tokysnatcher.download.plan import (
     check_destination,
 )
 from tokysnatcher.download.results import RunResult, chapter_result
-from tokysnatcher.download.scheduler import connection_ceiling, download_all_chapters
+from tokysnatcher.download.scheduler import download_all_chapters
 from tokysnatcher.download.state import Chapter, RunState
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind
 from tokysnatcher.ffmpeg.binary import FfmpegInfo
@@ -36,7 +36,7 @@ from tokysnatcher.library.manifest_schema import JOIN_DIR_NAME, PARTS_DIR_NAME, 
 from tokysnatcher.library.sidecars import sidecar_files, write_sidecars
 from tokysnatcher.m4b.cover import fetch_cover_jpeg
 from tokysnatcher.net.http import Fetcher, make_session
-from tokysnatcher.net.limits import RateLimiter
+from tokysnatcher.net.limits import MAX_CONNECTIONS, RateLimiter, start_limit
 from tokysnatcher.sources.registry import open_source
 from tokysnatcher.sources.source import Source
 from tokysnatcher.ui.status import Reporter
@@ -103,7 +103,7 @@ def run_state(plan: BookPlan, settings: Settings) -> RunState:
         author=plan.book.author,
         destination=plan.folder,
         book_chapters=len(plan.playlist.tracks),
-        connections=settings.connections,
+        connections=start_limit(settings.connections),
         speed_limit=settings.speed_limit,
         stall_timeout=settings.stall_timeout,
         parts=settings.output_format is OutputFormat.M4B,
@@ -181,7 +181,7 @@ def execute(
             log=runtime.log,
         )
         result = download_all_chapters(
-            work, jobs, manifest=manifest, reporter=reporter, state=state
+            work, jobs, manifest=manifest, reporter=reporter, state=state, log=runtime.log
         )
     finally:
         if cover is not None:
@@ -271,8 +271,7 @@ def open_runtime(
     ref: str | None = None,
 ) -> Runtime:
     """The run's session, stop flag and fetcher, and the source of ``ref`` (or ``--source``)."""
-    # Pooled for the highest limit the live view's "+" may set; the workers keep to the limit.
-    session = make_session(connection_ceiling(settings.connections))
+    session = make_session(MAX_CONNECTIONS)  # the most connections the limit may reach
     stop = stop or threading.Event()
     source = open_source(session, settings, wait=stop.wait, ref=ref)
     fetcher = Fetcher(

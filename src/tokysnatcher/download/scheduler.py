@@ -2,13 +2,20 @@
 
 Shape of a run
 --------------
-* ``connections`` daemon fetch workers (``download/workers.py``) take requests from one priority
-  queue: chapter playlists first, then segments in chapter order. Work is scheduled per segment
-  across chapters, so no connection idles while any started chapter has segments left (SPEC §7).
+* Fetch workers (``download/workers.py``) take requests from one priority queue: chapter
+  playlists first, then segments in chapter order; as many run at once as the run's
+  :class:`~tokysnatcher.net.limits.ConnectionLimit` allows (``--connections auto|N``). Work is
+  scheduled per segment across chapters, so no connection idles while any started chapter has
+  segments left (SPEC §7).
 * A chapter is admitted (its playlist fetched) while fewer than ``jobs`` chapters are
   downloading, or early when the queue holds fewer segments than there are connections.
   Admission order is the :class:`RetryCoordinator`'s: due time, then chapter order, first
   attempts and retries alike (SPEC §5).
+* The connection limit hears how every request ended (from the workers' events) and the bytes
+  received; it adapts the limit, holds every request for a ``Retry-After``, and stops new
+  requests while the network is down (an outage). A chapter attempt that fails in an outage
+  waits again without spending a retry; when the outage outlasts ``--max-wait``, every chapter
+  not yet converting fails with the outage named.
 * When a chapter's last segment lands, a conversion runs on a ``ThreadPoolExecutor`` of
   ``jobs`` workers (ffmpeg, watched by the stall watchdog).
 * Workers only post typed events (``download/events.py``). This thread owns every piece of
@@ -64,6 +71,7 @@ from tokysnatcher.download.workers import JOIN_TIMEOUT, FetchPool, Task, as_down
 from tokysnatcher.errors import DiskError, DownloadError, FailureKind
 from tokysnatcher.ffmpeg.processes import terminate_all
 from tokysnatcher.library.manifest import ManifestManager
+from tokysnatcher.net.limits import ConnectionLimit
 from tokysnatcher.ui.status import Reporter
 from tokysnatcher.utils.atomic import disk_error_for
 
@@ -74,18 +82,21 @@ _SEGMENT_PRIORITY = 1
 _INTERRUPT_GRACE = 0.4
 _INTERRUPT_WIND_DOWN = 0.4
 _SHOW_CONNECTIONS_EVERY = 0.1  # seconds: how fresh the view's count of open connections is
+# Failures that say something about the server or the link (not ffmpeg's, not the disk's).
+_REQUEST_KINDS = frozenset(
+    (
+        FailureKind.NETWORK,
+        FailureKind.TIMEOUT,
+        FailureKind.HTTP_5XX,
+        FailureKind.RATE_LIMITED,
+        FailureKind.AUTH,
+        FailureKind.NOT_FOUND,
+    )
+)
 # Manifest saves are coalesced to at most one per this many seconds (each writes the whole
 # manifest; one per state change is quadratic in the chapter count). A kill -9 loses at most this
 # much of the record, which only makes the next run redo or re-check those chapters.
 _SAVE_MANIFEST_EVERY = 0.4
-# The connection limit the user may raise a run to with ``+`` (or --connections, if higher): the
-# session's pool is opened this large (``download/run.py``), so every worker gets a connection.
-CONNECTION_CEILING = 16
-
-
-def connection_ceiling(connections: int) -> int:
-    """The highest connection limit a run started with ``connections`` may be given."""
-    return max(connections, CONNECTION_CEILING)
 
 
 class Scheduler:
@@ -102,8 +113,11 @@ class Scheduler:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         end_children: Callable[[float], object] = terminate_all,
+        connections: ConnectionLimit | None = None,
+        log: Callable[[str, str], None] = lambda message, level: None,
     ) -> None:
         self.work = work
+        self.log = log
         self.end_children = end_children  # Ctrl-C ends every ffmpeg (tests pass their own)
         self.settings = work.settings
         self.jobs = {job.index: job for job in jobs}
@@ -114,7 +128,14 @@ class Scheduler:
         self.stop = work.stop
         # C-fast: one put per segment. The user's commands come this way too.
         self.events: queue.SimpleQueue[Event | Command] = queue.SimpleQueue()
-        self.pool = FetchPool(work, self.events, self.settings.connections)
+        # The one owner of how many requests may be in flight (live-view keys change it too).
+        self.limit = connections or ConnectionLimit(
+            self.settings.connections,
+            max_wait=self.settings.max_wait,
+            max_retry_after=self.settings.max_retry_after,
+            clock=clock,
+        )
+        self.pool = FetchPool(work, self.events, self.limit)
         self.converter: ThreadPoolExecutor | None = None
         self.conversions: dict[int, Future[None]] = {}  # by chapter, until its event is handled
         self.queued_segments = 0
@@ -157,9 +178,11 @@ class Scheduler:
         # serve the others, so another chapter is admitted in its place.
         held = [self.jobs[index] for index in self.paused if index in self.downloading]
         active = len(self.downloading) - len(held)
-        connections = self.pool.limit
+        if self.limit.waiting_for_network:
+            return not active  # one chapter's requests probe the network; the rest wait
         # The next chapter is admitted while fewer than two segments per connection are queued,
         # so its playlist arrives before any connection runs dry.
+        connections = self.limit.limit
         queued = self.queued_segments - sum(job.remaining for job in held)
         starved = queued < 2 * connections
         limit = max(self.settings.jobs, connections)
@@ -180,7 +203,8 @@ class Scheduler:
                 index = self.retry.pop_ready()
                 if index is None:
                     return
-                self._start_attempt(self.jobs[index])
+                if index in self.unfinished:  # not failed while waiting (an outage given up)
+                    self._start_attempt(self.jobs[index])
 
     def _start_attempt(self, job: ChapterJob) -> None:
         with self.state.lock:
@@ -204,6 +228,7 @@ class Scheduler:
         self._changed(job)
 
     def _on_playlist(self, job: ChapterJob, event: PlaylistResolved) -> None:
+        self.limit.succeeded()
         resolved = event.resolved
         job.segments = resolved.segments
         job.expected = resolved.expected
@@ -224,6 +249,7 @@ class Scheduler:
             self._start_convert(job)
 
     def _on_segment(self, job: ChapterJob, event: SegmentFetched) -> None:
+        self.limit.succeeded()
         job.remaining -= 1
         self.queued_segments -= 1
         self._on_bytes(job, event.received)
@@ -243,6 +269,9 @@ class Scheduler:
             self._changed(job)
 
     def _on_request_retry(self, job: ChapterJob, event: RequestRetried) -> None:
+        self.limit.failed(
+            event.kind, event.message, retry_after=event.retry_after, wait=event.delay
+        )
         self._on_bytes(job, event.received)
         with self.state.lock:
             job.state.request_retrying(self.clock() + event.delay, event.kind)
@@ -298,6 +327,16 @@ class Scheduler:
             self._stop_run(error)
             self._fail(job, error)
             return
+        if error.kind in _REQUEST_KINDS:
+            self.limit.failed(error.kind, error.message, retry_after=error.retry_after)
+        if error.kind is FailureKind.NETWORK and self.limit.waiting_for_network:
+            # The link or the site is down: no fault of the chapter's, no retry spent.
+            self.retry.requeue(job.index, self.clock())
+            with self.state.lock:
+                job.state.wait_for_network(error)
+            self._record(lambda: self.manifest.mark_pending(job.key))
+            self._changed(job)
+            return
         decision = self.retry.record_failure(job.index, error)
         if decision.retry:
             assert decision.due_at is not None
@@ -334,7 +373,7 @@ class Scheduler:
                     job.state.pause()
                 self.paused.add(job.index)
         elif isinstance(command, ChangeConnections):
-            self.set_connection_limit(self.pool.limit + command.delta)
+            self.set_connection_limit(self.limit.limit + command.delta)
 
     def _unpause(self, job: ChapterJob) -> None:
         if job.state.paused:
@@ -344,10 +383,9 @@ class Scheduler:
             self.pool.unpark(job.index)  # after resume(): a worker parks only paused chapters
 
     def set_connection_limit(self, limit: int) -> None:
-        """Let ``limit`` requests run at once (1 to the run's ceiling); takes effect at once
-        for more, as requests end for fewer."""
-        limit = max(1, min(limit, connection_ceiling(self.settings.connections)))
-        self.pool.set_limit(limit)
+        """Let ``limit`` requests run at once, by hand (the live view's ``+``/``-``; auto
+        adjustment stops); takes effect at once for more, as requests end for fewer."""
+        limit = self.limit.set_limit(limit)
         with self.state.lock:
             self.state.connections = limit
 
@@ -362,6 +400,7 @@ class Scheduler:
         if self.stop.is_set() and not isinstance(event, Converted):
             return  # the run is stopping: what is not finished goes back to pending
         if isinstance(event, BytesReceived):
+            self.limit.succeeded(ended=False)
             self._on_bytes(job, event.count)
         elif isinstance(event, SegmentFetched):
             self._on_segment(job, event)
@@ -379,6 +418,23 @@ class Scheduler:
 
     def _finished(self) -> bool:
         return not self.unfinished
+
+    def _give_up_waiting(self) -> None:
+        """The outage outlasted --max-wait: every chapter not converting fails, naming it."""
+        error = self.limit.outage_error()
+        for index in sorted(self.unfinished - self.converting):
+            job = self.jobs[index]
+            if job.live:
+                self._end_attempt(job)
+            self._fail(job, error)
+
+    def _tick(self) -> None:
+        """Tell the connection limit how the run goes; show what it decided."""
+        self.limit.tick(self.state.bytes_received, self.queued_segments)
+        for message, level in self.limit.take_notices():
+            self.log(message, level)
+        if self.limit.gave_up and self.unfinished - self.converting:
+            self._give_up_waiting()
 
     def run(self) -> bool:
         """Drive the run to its end; returns False when interrupted by the user."""
@@ -402,11 +458,16 @@ class Scheduler:
                 except queue.Empty:
                     pass
                 self._record(lambda: self.manifest.flush(due_only=True))
+                self._tick()
                 now = self.clock()
                 if now - shown >= _SHOW_CONNECTIONS_EVERY:  # for the view; adds up per thread
                     shown = now
+                    view = self.limit.view()
                     with self.state.lock:
                         self.state.active_connections = self.work.connections_in_use()
+                        self.state.connections = view.limit
+                        self.state.connections_reason = view.reason
+                        self.state.network_retry_at = view.network_retry_at
             # Someone else (a library caller) set the stop flag: that is an interruption too.
             interrupted = self.stopped_by is None and not self._finished()
         except KeyboardInterrupt:
@@ -434,6 +495,9 @@ class Scheduler:
             # lives in the work folder, so a killed ffmpeg cannot harm a finished file.
             self.end_children(min(self.settings.kill_grace, _INTERRUPT_GRACE))
         self.pool.release()
+        self.limit.close()  # workers held by the limit (an outage) see the release too
+        with self.state.lock:
+            self.state.network_retry_at = None
         grace = _INTERRUPT_WIND_DOWN if interrupted else self.settings.kill_grace + 1.0
         self._wind_down(time.monotonic() + grace)
         with self.state.lock:
@@ -515,11 +579,15 @@ def download_all_chapters(
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
     end_children: Callable[[float], object] = terminate_all,
+    connections: ConnectionLimit | None = None,
+    log: Callable[[str, str], None] = lambda message, level: None,
 ) -> RunResult:
     """Download and convert ``jobs``; always returns, with every chapter's outcome.
 
     Each job's manifest entry must exist (``ensure_chapter``). A ``KeyboardInterrupt`` is
     turned into ``RunResult.interrupted`` after children are ended and the manifest is saved.
+    ``connections`` is the run's connection limit (one from the settings when None); ``log``
+    prints the limit's messages (throttling, outages, and with -v each change of the limit).
     """
     started = clock()
     scheduler = Scheduler(
@@ -531,6 +599,8 @@ def download_all_chapters(
         clock=clock,
         rng=rng,
         end_children=end_children,
+        connections=connections,
+        log=log,
     )
     completed = scheduler.run()
     now = clock()

@@ -166,6 +166,13 @@ class Chapter:
         self.phase = Phase.FAILED
         self.finished_at = now
 
+    def wait_for_network(self, error: DownloadError) -> None:
+        """The attempt failed in an outage: the chapter waits again, no retry spent."""
+        self.kinds.append(error.kind)
+        self.phase = Phase.WAITING
+        self.inflight_bytes = 0
+        self.request_retry_due = None
+
     def attempt_lost(self, error: DownloadError) -> None:
         """The attempt ended with the run (it was cancelled): its kind is kept, nothing else."""
         self.kinds.append(error.kind)
@@ -246,6 +253,8 @@ class RunState:
     bytes_received: int = 0  # over the network this run
     active_connections: int = 0
     paused: bool = False  # the whole run: no new request starts (the live view's ``p``)
+    connections_reason: str = ""  # why the limit last changed: "auto: throughput rising"
+    network_retry_at: float | None = None  # the network is down: clock time of the next try
     interrupted: bool = False
     joining: float | None = None  # the m4b join under way: its share done
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)

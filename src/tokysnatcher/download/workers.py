@@ -1,4 +1,5 @@
-"""The fetch workers of a run: ``connections`` daemon threads on one priority queue.
+"""The fetch workers of a run: daemon threads on one priority queue, as many at work as the
+run's :class:`~tokysnatcher.net.limits.ConnectionLimit` allows.
 
 The scheduler (``download/scheduler.py``) queues a :class:`Task` per playlist, segment or direct
 file; a worker runs it and posts what happens as typed events (``download/events.py``) back to
@@ -6,9 +7,9 @@ the scheduler, which alone changes shared state. A task of an attempt
 that is over (a newer generation, a finished chapter, a stopping run) is dropped unrun, and one
 already running is cancelled at its next read.
 
-How many workers may take a task is the pool's limit (``set_limit``; workers above it wait);
-``hold(True)`` pauses them all. A task of a paused chapter (``Chapter.paused``) is parked, not
-run, until :meth:`FetchPool.unpark`, so the connections serve the other chapters.
+A worker takes a place under the connection limit before it takes a task; ``hold(True)``
+pauses them all (the live view's ``p``). A task of a paused chapter (``Chapter.paused``) is
+parked, not run, until :meth:`FetchPool.unpark`, so the connections serve the other chapters.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from tokysnatcher.download.events import (
 from tokysnatcher.errors import DownloadError
 from tokysnatcher.net.failures import error_from_exception
 from tokysnatcher.net.hls import Segment
+from tokysnatcher.net.limits import ConnectionLimit
 
 # How long close() waits for a worker in a request: each one sees the stop flag within a second.
 JOIN_TIMEOUT = 2.0
@@ -64,45 +66,28 @@ class FetchPool:
         self,
         work: ChapterSteps,
         events: queue.SimpleQueue[Event | Command],
-        size: int,
+        limit: ConnectionLimit,
     ) -> None:
         self.work = work
         self.stop = work.stop
         self.events = events
+        self.limit = limit
+        self.size = limit.threads
         self._threads: list[threading.Thread] = []
         self._tasks: queue.PriorityQueue[_Item] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._released = False
-        # Guards the limit, the hold and the parked tasks; workers wait on it for their turn.
+        # Guards the hold and the parked tasks; held workers wait on it.
         self._gate = threading.Condition()
-        self._limit = size
         self._held = False
         self._parked: dict[int, list[_Item]] = {}  # by chapter
 
-    @property
-    def limit(self) -> int:
-        """How many requests may be under way at once."""
-        return self._limit
-
     def start(self) -> None:
         """Start the workers."""
-        self._grow(self._limit)
-
-    def _grow(self, size: int) -> None:
-        while len(self._threads) < size:
-            n = len(self._threads)
-            thread = threading.Thread(target=self._work, args=(n,), name=f"fetch-{n}", daemon=True)
+        for n in range(self.size):
+            thread = threading.Thread(target=self._work, name=f"fetch-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
-
-    def set_limit(self, size: int) -> None:
-        """Let ``size`` requests run at once: more workers start now; above it, a worker waits
-        once its request is over."""
-        with self._gate:
-            self._limit = size
-            if self._threads:
-                self._grow(size)
-            self._gate.notify_all()
 
     def hold(self, held: bool) -> None:
         """``True``: no new request starts (those under way finish); ``False``: go on."""
@@ -126,29 +111,29 @@ class FetchPool:
             with self._gate:
                 self._released = True
                 self._gate.notify_all()
-            for _ in range(len(self._threads)):
+            for _ in range(self.size):
                 self._tasks.put((_RELEASE, next(self._seq), None))
 
     def join(self, deadline: float) -> None:
         """Wait until ``deadline`` (monotonic) for the released workers to end."""
-        for thread in list(self._threads):
+        for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _turn(self, n: int) -> bool:
-        """Wait until worker ``n`` may start a request; False when it is to end instead."""
+    def _unheld(self) -> bool:
+        """Wait while the run is paused; False when the worker is to end instead."""
         with self._gate:
-            while self._held or n >= self._limit:
+            while self._held:
                 if self._released or self.stop.is_set():
                     return False
                 self._gate.wait(_GATE_WAIT)
             return True
 
-    def _park(self, item: _Item, n: int) -> bool:
+    def _park(self, item: _Item) -> bool:
         """Put ``item`` aside when it may not run now; True when it was."""
         task = item[2]
         assert task is not None
         with self._gate:
-            if self._held or n >= self._limit:
+            if self._held:
                 self._tasks.put(item)  # taken just as the run paused: back in its place
                 return True
             if task.job.state.paused:
@@ -156,27 +141,41 @@ class FetchPool:
                 return True
         return False
 
-    def _work(self, n: int) -> None:
+    def _work(self) -> None:
         while True:
-            if not self._turn(n):
+            if not self._unheld():
                 return
-            try:
-                item = self._tasks.get(timeout=0.5)
-            except queue.Empty:
-                if self.stop.is_set():
+            # A place under the connection limit first, then a task: a worker over the limit
+            # never holds a task that another could run.
+            if not self.limit.acquire(self.stop):
+                if self.stop.is_set() or self._released:
                     return
-                continue
-            task = item[2]
-            if task is None:
-                return
-            job = task.job
-            stale = staleness_check(job, task.generation, self.stop)
-            if stale() or self._park(item, n):
+                time.sleep(0.05)  # the limit was closed before the release: it comes next
                 continue
             try:
-                self._run(task, stale)
-            except BaseException as err:  # every failure becomes an event with a kind
-                self.events.put(AttemptFailed(job, task.generation, as_download_error(err, job)))
+                if not self._next():
+                    return
+            finally:
+                self.limit.release()
+
+    def _next(self) -> bool:
+        """Run the next task, if one comes within half a second; False when the worker ends."""
+        try:
+            item = self._tasks.get(timeout=0.5)
+        except queue.Empty:
+            return not self.stop.is_set()
+        task = item[2]
+        if task is None:
+            return False
+        job = task.job
+        stale = staleness_check(job, task.generation, self.stop)
+        if stale() or self._park(item):
+            return True
+        try:
+            self._run(task, stale)
+        except BaseException as err:  # every failure becomes an event with a kind
+            self.events.put(AttemptFailed(job, task.generation, as_download_error(err, job)))
+        return True
 
     def _run(self, task: Task, stale: Callable[[], bool]) -> None:
         job, work, generation, put = task.job, self.work, task.generation, self.events.put
@@ -195,8 +194,9 @@ class FetchPool:
             def post(error: DownloadError, number: int, delay: float) -> None:
                 nonlocal unreported, since
                 retry = RequestRetried(
-                    job, generation, what, error.kind, error.message, number, delay, unreported
-                )
+                    job, generation, what, error.kind, error.message, number, delay, unreported,
+                    error.retry_after,
+                )  # fmt: skip
                 put(retry)
                 unreported, since = 0, time.monotonic()
 

@@ -52,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--stall-seconds", type=float, default=60.0, help="how long a stall fault stays silent")
     add("--latency", type=float, default=0.0, help="seconds added before every response")
     add("--connection-setup", type=float, default=0.0, help="delay on each new connection (s)")
-    add("--bandwidth", type=float, default=None, help="bytes/second per response")
+    add("--bandwidth", type=float, default=None, help="bytes/second per response (connection)")
+    add("--total-bandwidth", type=float, default=None, help="bytes/second over all responses")
+    add("--max-concurrent", type=int, default=None, help="429 above N audio requests at once")
+    add("--outage-at", type=float, default=0.0, help="the site goes down this many s after start")
+    add("--outage-seconds", type=float, default=0.0, help="...for this long (resets everything)")
     add("--token-ttl", type=float, default=None, help="seconds a stream token stays valid")
     add("--token-max-uses", type=int, default=None, help="audio requests a token allows")
     add("--api-error-rate", type=float, default=0.0, help="fraction of JSON API calls that 503")
@@ -80,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             latency=args.latency,
             connection_setup=args.connection_setup,
             bandwidth=args.bandwidth,
+            total_bandwidth=args.total_bandwidth,
+            max_concurrent=args.max_concurrent,
+            outage_at=args.outage_at,
+            outage_seconds=args.outage_seconds,
             token_ttl=args.token_ttl,
             token_max_uses=args.token_max_uses,
             api_error_rate=args.api_error_rate,

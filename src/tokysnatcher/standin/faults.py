@@ -24,7 +24,14 @@ class Faults:
     Error faults (``error_rate``, ``fail_first``) hit audio requests only: HLS playlists,
     segments and direct files. ``api_error_rate`` makes the JSON API answer 503.
     ``latency`` delays every response; ``connection_setup`` delays the first response of each
-    new TCP connection; ``bandwidth`` caps each response's body rate (bytes/s).
+    new TCP connection; ``bandwidth`` caps each response's body rate (bytes/s): a cap per
+    connection, as a connection carries one response at a time; ``total_bandwidth`` caps the
+    body bytes of all responses together (bytes/s), as a site's uplink does.
+    ``max_concurrent``: an audio request that arrives while this many are being answered gets
+    429 with ``Retry-After`` (``retry_after``), as a site that throttles per client does.
+    ``outage_at``/``outage_seconds``: from ``outage_at`` seconds after the faults were set (the
+    site started, or ``set_faults``), for ``outage_seconds``, the site is down: every new
+    connection and every request is reset, and bodies being sent are cut.
     ``token_ttl`` (seconds) and ``token_max_uses`` (audio requests) expire stream tokens (403).
     ``missing_tracks`` holds ``(slug, 0-based track index)`` pairs that answer 404 forever.
     ``fail_first`` fails the first N requests of every audio path with ``error_kinds[0]``.
@@ -59,6 +66,10 @@ class Faults:
     ignore_range: bool = False
     validator_epoch: int = 0
     redirect_media: bool = False
+    total_bandwidth: float | None = None
+    max_concurrent: int | None = None
+    outage_at: float = 0.0
+    outage_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         # Accept lists from callers and the CLI; store hashable, immutable values.
@@ -81,13 +92,19 @@ class Faults:
             "connection_setup",
             "fail_first",
             "validator_epoch",
+            "outage_at",
+            "outage_seconds",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.trickle_bytes < 1 or not self.trickle_every > 0:
             raise ValueError("trickle_bytes must be at least 1 and trickle_every positive")
-        if self.bandwidth is not None and self.bandwidth <= 0:
-            raise ValueError("bandwidth must be positive (bytes per second) or None")
+        for name in ("bandwidth", "total_bandwidth"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive (bytes per second) or None")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1 or None")
         if self.token_ttl is not None and self.token_ttl < 0:
             raise ValueError("token_ttl must not be negative")
         if self.token_max_uses is not None and self.token_max_uses < 0:

@@ -54,6 +54,7 @@ class StandinHandler(QuietHandler):
     def handle(self) -> None:
         """Delay a new connection (simulated TLS handshake), then serve it."""
         try:
+            self._down_check()
             delay = self.state.faults.connection_setup
             if delay > 0:
                 self._pause(delay)
@@ -86,6 +87,7 @@ class StandinHandler(QuietHandler):
 
     def do_POST(self) -> None:
         """The JSON API."""
+        self._down_check()
         self._pause(self.state.faults.latency)
         path = self.raw_path()
         kind = api.API_PATHS.get(path)
@@ -108,6 +110,7 @@ class StandinHandler(QuietHandler):
         self._send_json(*handler(self.state, parsed))
 
     def _get(self, *, head: bool) -> None:
+        self._down_check()
         self._pause(self.state.faults.latency)
         path = self.raw_path()
         if path.startswith(AUDIO_PREFIX):
@@ -186,6 +189,18 @@ class StandinHandler(QuietHandler):
             location = self.state.media_host_url + self.path
             self._send(302, "text/plain", [b""], headers={"Location": location}, head=head)
             return
+        if not self.state.audio_started():
+            self.state.stats.count_fault("concurrent", key)
+            retry = self.state.faults.retry_after_header
+            busy = api.error(429, "too many requests at once")
+            self._send_json(*busy, headers={"Retry-After": retry}, head=head)
+            return
+        try:
+            self._serve_audio(route, key, head=head)
+        finally:
+            self.state.audio_ended()
+
+    def _serve_audio(self, route: Route, key: str, *, head: bool) -> None:
         fault = None if head else self.state.next_fault(key)
         if fault is not None and fault.kind == "5xx":
             self._send_json(*api.error(fault.status, "injected server error"))
@@ -373,20 +388,35 @@ class StandinHandler(QuietHandler):
                 self.state.stats.add_bytes(len(piece))
                 self._pause(faults.trickle_every)
             return
-        bandwidth = faults.bandwidth
-        if not bandwidth:
-            self.wfile.write(data)
-            self._body_sent += len(data)
-            self.state.stats.add_bytes(len(data))
+        if faults.bandwidth or faults.total_bandwidth or faults.outage_seconds:
+            self._write_paced(data)
             return
-        step = max(1024, min(16 * 1024, int(bandwidth / 20)))
+        self.wfile.write(data)
+        self._body_sent += len(data)
+        self.state.stats.add_bytes(len(data))
+
+    def _write_paced(self, data: bytes) -> None:
+        """Send ``data`` under the total bandwidth cap (and the per-response one), in pieces,
+        cutting the connection if the site goes down meanwhile."""
+        faults = self.state.faults
+        rates = [rate for rate in (faults.bandwidth, faults.total_bandwidth) if rate]
+        step = max(1024, min(16 * 1024, int(min(rates) / 20))) if rates else 64 * 1024
         for start in range(0, len(data), step):
+            self._down_check()
             piece = data[start : start + step]
+            self._pause(self.state.total_slot(len(piece)))
             self.wfile.write(piece)
             self._body_sent += len(piece)
             self.state.stats.add_bytes(len(piece))
-            due = self._body_started + self._body_sent / bandwidth
-            self._pause(due - time.monotonic())
+            if faults.bandwidth:
+                due = self._body_started + self._body_sent / faults.bandwidth
+                self._pause(due - time.monotonic())
+
+    def _down_check(self) -> None:
+        """During an outage window: reset the connection (nothing more is answered on it)."""
+        if self.state.site_down():
+            self.state.stats.count_fault("outage", getattr(self, "path", ""))
+            self._fail_connection(FaultDecision(kind="reset"))
 
     def _pause(self, seconds: float) -> None:
         if seconds > 0 and self.state.stop_event.wait(seconds):

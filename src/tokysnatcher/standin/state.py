@@ -46,6 +46,9 @@ class SiteState:
         self._api_counts: Counter[str] = Counter()
         self._bodies: dict[Path, bytes] = {}
         self._connections: dict[socket.socket, threading.Thread] = {}
+        self._faults_since = time.monotonic()  # outages are timed from here
+        self._audio_in_flight = 0
+        self._total_free_at = 0.0  # the total bandwidth cap: when its next byte may go
         for book in self.catalog.values():
             if not book.stream_token:
                 self.tokens.add_permanent(book.post_detail_token, book.audio_book_id)
@@ -61,6 +64,7 @@ class SiteState:
         """Switch faults; the per-path request counts start again from zero."""
         with self._lock:
             self._faults = faults
+            self._faults_since = time.monotonic()
             self._counts.clear()
             self._api_counts.clear()
 
@@ -85,6 +89,43 @@ class SiteState:
         if failed:
             self.stats.count_fault("api_error", key, previous)
         return failed
+
+    def site_down(self) -> bool:
+        """True during the outage window of the faults in force."""
+        with self._lock:
+            faults, since = self._faults, self._faults_since
+        if faults.outage_seconds <= 0:
+            return False
+        elapsed = time.monotonic() - since - faults.outage_at
+        return 0 <= elapsed < faults.outage_seconds
+
+    def audio_started(self) -> bool:
+        """Count an audio request being answered; False when it is one too many (429)."""
+        with self._lock:
+            limit = self._faults.max_concurrent
+            if limit is not None and self._audio_in_flight >= limit:
+                return False
+            self._audio_in_flight += 1
+            return True
+
+    def audio_ended(self) -> None:
+        with self._lock:
+            self._audio_in_flight -= 1
+
+    def total_slot(self, size: int) -> float:
+        """Seconds to wait before sending ``size`` more bytes under the total bandwidth cap.
+
+        One clock for the whole site: each piece is due when every byte queued before it has
+        gone at the capped rate, so connections share the cap in turn.
+        """
+        with self._lock:
+            cap = self._faults.total_bandwidth
+            if cap is None:
+                return 0.0
+            now = time.monotonic()
+            start = max(now, self._total_free_at)
+            self._total_free_at = start + size / cap
+            return start - now
 
     # -- bodies -------------------------------------------------------------------------------
     def body(self, path: Path) -> bytes:

@@ -94,6 +94,39 @@ REBUILD_HINT = (
 )
 
 
+def _create(path: Path) -> None:
+    """Make a new, empty database at ``path``, whole or not at all.
+
+    It is made under a temporary name and linked into place, so a failure (a full disk) leaves
+    no half-made file for the next run to call corrupt, and two runs creating it at once both
+    end up with the one that was linked first.
+    """
+    temp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        try:
+            connection = sqlite3.connect(temp, timeout=BUSY_TIMEOUT, isolation_level=None)
+            try:
+                Database(temp, connection)._migrate()
+            finally:
+                connection.close()
+            os.link(temp, path)
+        except FileExistsError:
+            pass  # another run made it first: theirs is used
+        except (OSError, sqlite3.Error, DatabaseError) as err:
+            detail = getattr(err, "strerror", None) or getattr(err, "message", None) or str(err)
+            raise DatabaseNotCreated(
+                f"cannot create the database {path}: {detail}",
+                hint="Free some space, or set TOKYSNATCHER_DATA_DIR to another folder.",
+            ) from err
+    finally:
+        for leftover in (
+            temp,
+            temp.with_name(temp.name + "-wal"),
+            temp.with_name(temp.name + "-shm"),
+        ):
+            leftover.unlink(missing_ok=True)
+
+
 class DatabaseError(TokysnatcherError):
     """The database cannot be used as it is (corrupt, locked, read-only, newer schema)."""
 
@@ -103,6 +136,11 @@ class DatabaseError(TokysnatcherError):
 
 class CorruptDatabase(DatabaseError):
     """The file is not a database, or not ours, or its pages are damaged."""
+
+
+class DatabaseNotCreated(DatabaseError):
+    """No database yet, and none could be made (a full disk, a file size limit): nothing of
+    the user's is at stake, so a download may go on without its records."""
 
 
 def default_data_dir() -> Path:
@@ -244,6 +282,8 @@ class Database:
             raise _read_only_error(path)
         if exists:
             _check(path)
+        else:
+            _create(path)
         try:
             connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
         except sqlite3.Error as err:

@@ -26,7 +26,12 @@ from tokysnatcher.store.archive import (
     TextArchive,
     still_complete,
 )
-from tokysnatcher.store.database import Database, DatabaseError, database_path
+from tokysnatcher.store.database import (
+    Database,
+    DatabaseError,
+    DatabaseNotCreated,
+    database_path,
+)
 
 if TYPE_CHECKING:
     from tokysnatcher.ui.output import Output
@@ -56,7 +61,11 @@ class BookRecords:
         """
         path = database_path(settings.data_dir)
         # A dry run writes nothing: it reads an archive that is already there, creates none.
-        database = Database.open(path, create=not settings.dry_run)
+        try:
+            database = Database.open(path, create=not settings.dry_run)
+        except DatabaseNotCreated as err:  # nothing of the user's at stake: download anyway
+            output.warn(f"{err.message}; this run is not recorded in the archive and history")
+            database = None
         try:
             archive: Archive | None
             if settings.download_archive is not None:

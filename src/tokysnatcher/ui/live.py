@@ -41,6 +41,7 @@ from tokysnatcher.ui.status import (
     SmoothedRate,
     SpeedMeter,
     event_line,
+    network_wait_text,
     request_retry_line,
     state_text,
 )
@@ -288,16 +289,27 @@ class LiveView:
         else:
             eta = format_duration(left / speed) if left is not None and speed > 0 else "--:--"
         limit = f" (limit {format_bytes(status.speed_limit)}/s)" if status.speed_limit else ""
+        figures = [
+            f"chapters {done}/{status.total_chapters} done",
+            f"connections {status.active_connections}/{status.connections}",
+            f"{format_bytes(speed)}/s{limit}",
+            f"ETA {eta}",
+        ]
+        if status.connections_reason:
+            # Why the limit is what it is, when the line has room for it (it must not wrap).
+            why = f"{figures[1]} ({status.connections_reason})"
+            if len("  ".join(figures)) + len(why) - len(figures[1]) <= self.console.width:
+                figures[1] = why
         header = Text.assemble(
             (visible(status.book_title), "bold"),
             f" by {visible(status.author or 'Unknown Author')}\n",
             (f"-> {visible(str(status.destination))}\n", "dim"),
-            f"chapters {done}/{status.total_chapters} done  "
-            f"connections {status.active_connections}/{status.connections}  "
-            f"{format_bytes(speed)}/s{limit}  ETA {eta}",
+            "  ".join(figures),
         )
         # Trouble gets a line of its own: added to the figures it would wrap at 100 columns.
         trouble = Text()
+        if status.network_retry_at is not None and not status.interrupted:
+            trouble.append(f"{network_wait_text(status.network_retry_at, now)}  ", style="yellow")
         if counts[Phase.FAILED]:
             trouble.append(f"failed {counts[Phase.FAILED]}  ", style="red")
         retries = tally.chapter_retries

@@ -30,6 +30,11 @@ def retry_text(chapter: Chapter, now: float) -> str:
     return f"retrying {chapter.attempt}/{chapter.max_attempts - 1} in {math.ceil(wait)}s"
 
 
+def network_wait_text(retry_at: float, now: float) -> str:
+    """``waiting for the network - next try in Ns``: every request failed; the run waits."""
+    return f"waiting for the network - next try in {max(0, math.ceil(retry_at - now))}s"
+
+
 def stall_text(chapter: Chapter, now: float, stall_timeout: float) -> str | None:
     """``stalled - retry in Ns`` while a request gets no byte or waits to be tried again after a
     stall; after another failure its kind, e.g. ``http_5xx - retry in 1s``."""
