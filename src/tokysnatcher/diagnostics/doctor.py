@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from tokysnatcher.config.settings import SOURCE_NAMES, Settings
 from tokysnatcher.diagnostics.redact import redact
 from tokysnatcher.errors import TokysnatcherError
+from tokysnatcher.utils.filenames import max_path_units
 from tokysnatcher.utils.units import format_bytes
 
 if TYPE_CHECKING:
@@ -247,11 +249,18 @@ def _library(settings: Settings) -> list[Check]:
 
 
 def _name_limits(folder: Path) -> Check:
-    try:
-        name_max = os.pathconf(folder, "PC_NAME_MAX")
-        path_max = os.pathconf(folder, "PC_PATH_MAX")
-    except (AttributeError, OSError, ValueError):  # Windows has no pathconf
-        return Check(name="name length", status=Status.OK, detail="not reported by this system")
+    if sys.platform == "win32":  # no pathconf: NTFS's names, and the path budget tokysnatcher keeps
+        return Check(
+            name="name length",
+            status=Status.OK,
+            detail=f"names up to 255 characters, paths kept within {max_path_units()}",
+        )
+    else:
+        try:
+            name_max = os.pathconf(folder, "PC_NAME_MAX")
+            path_max = os.pathconf(folder, "PC_PATH_MAX")
+        except (OSError, ValueError):
+            return Check(name="name length", status=Status.OK, detail="not reported by this system")
     detail = f"names up to {name_max} bytes, paths up to {path_max}"
     if name_max < NAME_NEEDED:
         return Check(

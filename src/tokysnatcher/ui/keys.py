@@ -24,12 +24,10 @@ if TYPE_CHECKING:
 _POLL = 0.1
 # What a terminal that went away (a hangup, a closed window) raises.
 _GONE: tuple[type[Exception], ...] = (OSError, ValueError)
-try:
+if sys.platform != "win32":  # Windows' console calls raise OSError
     import termios
 
     _GONE += (termios.error,)
-except ImportError:  # Windows: its console calls raise OSError
-    pass
 
 
 class Key(StrEnum):
