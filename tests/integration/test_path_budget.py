@@ -6,6 +6,7 @@ resume are real.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from helpers import fast_options, run_main
 from tokysnatcher.standin import StandinSite
 from tokysnatcher.utils import filenames
-from tokysnatcher.utils.filenames import TEMP_SUFFIX_UNITS
+from tokysnatcher.utils.filenames import TEMP_SUFFIX_UNITS, book_file_name
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +66,25 @@ def test_a_root_too_deep_for_any_name_is_one_line_and_exit_2(
     assert f"the library folder {root} is too deep" in out
     assert "Choose a shorter library folder with -d" in out
     assert not root.exists()
+
+
+def test_a_selection_of_chapters_keeps_the_book_folder_of_the_whole_book(
+    site: StandinSite, tmp_path: Path, windows_limit: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / ("deep" * 60)[: 150 - len(str(tmp_path)) - 1]
+    args = ["the-sample-book", "--format", "m4b", "--dry-run", *fast_options(site, root)]
+    folders = []
+    for extra in ([], ["--chapters", "1,3"]):
+        code, out = run([*args, *extra], capsys)
+        assert code == 0, out
+        folders.append(re.search(r"^destination: (.+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    assert "names shortened" in out
+    assert folders[0] == folders[1]
+
+
+def test_a_long_title_names_its_m4b_once(tmp_path: Path) -> None:
+    title = "Ж" * 150  # 300 bytes of UTF-8: cut to fit, never doubled
+    name = book_file_name(title, [1, 2], 2)
+    assert name.endswith(".m4b")
+    assert len(name.encode()) <= 200
+    assert name.count("Ж") < 100

@@ -10,7 +10,7 @@ import errno
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -35,11 +35,11 @@ from tokysnatcher.library.manifest_schema import (
 from tokysnatcher.library.scan import chapter_ext
 from tokysnatcher.sources.source import Book, Source, TrackList
 from tokysnatcher.utils.filenames import (
+    LONGEST_BOOK_FILE_TAIL,
     FittedNames,
     NameParts,
     PathTooLong,
-    book_file_name,
-    book_folder_names,
+    book_file_parts,
     fit_path_budget,
     folder_path,
     max_path_units,
@@ -255,21 +255,28 @@ def _fit_names(
         layout.chapter_parts(book, i, total, t.title, ext) for i, t in enumerate(playlist.tracks, 1)
     ]
     work_units = 0
+    book_file = None
+    loose = []
     if fmt is OutputFormat.M4B:
-        whole = book_file_name(book.title, wanted, total)
-        title = book_folder_names(book.author, book.title)[1]
-        files.append(NameParts("", title, whole.removeprefix(title)))
+        book_file = book_file_parts(book.title, wanted, total)
+        # Counted with the longest tail any selection of chapters may give it.
+        loose.append(NameParts("", book_file.body, LONGEST_BOOK_FILE_TAIL))
         work_units = _M4B_PARTS_UNITS
     try:
-        return fit_path_budget(
+        fitted = fit_path_budget(
             settings.directory,
             layout.folder_names(book),
             files,
             work_units=work_units,
             fixed=_OWN_PATHS,
+            loose=loose,
         )
     except PathTooLong as err:
         raise UsageError(str(err), hint="Choose a shorter library folder with -d.") from err
+    if book_file is None:
+        return fitted
+    body = fitted.files[-1].removesuffix(LONGEST_BOOK_FILE_TAIL)
+    return replace(fitted, files=(*fitted.files[:-1], body + book_file.tail))
 
 
 def _redo_reason(check: ChapterCheck, entry: ChapterEntry) -> str:

@@ -223,8 +223,18 @@ def chapter_ranges(indices: Sequence[int]) -> str:
     return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in spans)
 
 
+# The longest tail a book file's name may have: what a path budget counts for it, whichever
+# chapters a run selects (so a selection never changes the folder's name).
+LONGEST_BOOK_FILE_TAIL = f" (chapters {'9' * _SUFFIX_BUDGET}).m4b"
+
+
 def book_file_name(title: str, indices: Sequence[int], total: int) -> str:
     """``<Title>.m4b``, or ``<Title> (chapters 1-3,7).m4b`` for a selection of chapters."""
+    return str(book_file_parts(title, indices, total))
+
+
+def book_file_parts(title: str, indices: Sequence[int], total: int) -> NameParts:
+    """:func:`book_file_name` as :class:`NameParts`: the title, and the suffix kept whole."""
     suffix = ".m4b"
     if sorted(set(indices)) != list(range(1, total + 1)):
         ranges = chapter_ranges(indices)
@@ -232,7 +242,7 @@ def book_file_name(title: str, indices: Sequence[int], total: int) -> str:
             ranges = f"{len(set(indices))} of {total}"
         suffix = f" (chapters {ranges}).m4b"
     budget = MAX_NAME_BYTES - len(suffix.encode("utf-8"))
-    return sanitize_component(title, fallback="Untitled", max_bytes=budget) + suffix
+    return NameParts("", sanitize_component(title, fallback="Untitled", max_bytes=budget), suffix)
 
 
 # The longest path each platform opens: Windows without the ``\\?\`` prefix (MAX_PATH is 260
@@ -302,14 +312,16 @@ def fit_path_budget(
     *,
     work_units: int = 0,
     fixed: Sequence[str] = (),
+    loose: Sequence[NameParts] = (),
     max_path: int | None = None,
 ) -> FittedNames:
     """``folders`` (below ``root``) and ``files`` (in the last folder) within the path limit.
 
     The deepest path counted is the longest file plus ``work_units`` (what the tool may add
     below it while working) plus :data:`TEMP_SUFFIX_UNITS`; ``fixed`` are the paths, relative to
-    the last folder, that the tool writes there under names of its own (never shortened). When
-    over ``max_path`` (the
+    the last folder, that the tool writes there under names of its own (never shortened);
+    ``loose`` are files of the last folder that the tool does not work below (an m4b), shortened
+    like ``files`` and returned after them. When over ``max_path`` (the
     platform's, by default), the longest names are shortened first, to a common length: each
     folder name and each file's ``body``; heads and tails (number, extension) stay whole. Names
     that would then be equal (ignoring case and Unicode normalization, as Windows and macOS
@@ -318,20 +330,24 @@ def fit_path_budget(
     """
     limit = max_path if max_path is not None else max_path_units()
     base = _units(str(root)) + TEMP_SUFFIX_UNITS
+    every = [*files, *loose]
     fixed_len = max((_units(f) for f in fixed), default=0)
 
     def deepest(cap: int) -> int:
         folders_len = sum(1 + min(_units(f), cap) for f in folders)
         file_len = max(
             (
-                work_units + _units(f.head) + min(_units(f.body), cap) + _units(f.tail)
-                for f in files
+                (work_units if n < len(files) else 0)
+                + _units(f.head)
+                + min(_units(f.body), cap)
+                + _units(f.tail)
+                for n, f in enumerate(every)
             ),
             default=0,
         )
         return base + folders_len + 1 + max(file_len, fixed_len)
 
-    longest = max([_units(f) for f in folders] + [_units(f.body) for f in files], default=0)
+    longest = max([_units(f) for f in folders] + [_units(f.body) for f in every], default=0)
     shortened = deepest(longest) > limit
     cap = longest
     if shortened:
@@ -344,7 +360,7 @@ def fit_path_budget(
         cap = low
     new_folders = tuple(_truncate_units(f, cap) or f[:1] for f in folders)
     fitted: list[NameParts] = []
-    for parts in files:
+    for parts in every:
         body = _truncate_units(parts.body, cap)
         # Shortened away entirely: "01.mp3", not "01 - .mp3".
         head = parts.head.rstrip(" -") if parts.body and not body else parts.head
