@@ -790,8 +790,9 @@ def command(
         "max_wait": max_wait,
         "speed_limit": speed_limit,
         "chapters": chapters,
-        "resume": resume or None,
-        "force_redownload": force_redownload or None,
+        # One typed on the command line wins over the other set in the config file.
+        "resume": True if resume else (False if force_redownload else None),
+        "force_redownload": True if force_redownload else (False if resume else None),
         "dry_run": dry_run or None,
         "report": report,
         "status_file": status_file,
@@ -861,8 +862,23 @@ def command(
             "--report writes one book's report; a batch has several books",
             hint="Use --status-file: its last version holds every book's outcome.",
         )
+    if queue_add and batch_file is not None:
+        raise UsageError(
+            "--queue-add takes the books' URLs as arguments, not --batch-file",
+            hint="Give them after --queue-add, e.g. --queue-add $(grep -v '^#' books.txt).",
+        )
     if queue_add and not refs:
         raise UsageError("--queue-add needs the URL of at least one book")
+    if queue_run and (dry_run or report is not None):
+        raise UsageError(
+            f"--queue-run and {'--dry-run' if dry_run else '--report'} cannot be used together",
+            hint="--queue-list shows what the queue holds; --status-file follows a queue run.",
+        )
+    if source is not None and refs and not queue_add and not demo:
+        raise UsageError(
+            "--source picks the site --search asks; a book's reference names its own site",
+            hint="Give a LibriVox book as librivox:<id> or its librivox.org page.",
+        )
     if priority is not None and not queue_add:
         raise UsageError("--priority goes with --queue-add")
     if json_output and not (doctor or stats or queue_list or list_downloads):

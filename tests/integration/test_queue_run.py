@@ -22,6 +22,8 @@ import pytest
 from book_support import MANIFEST, assert_manifest_matches_files
 from helpers import cli_env, main_in_process, run_cli
 from tokysnatcher.standin import BookSpec, Faults, StandinSite, make_book
+from tokysnatcher.standin.librivox.catalog import SAMPLE_ID
+from tokysnatcher.standin.librivox.server import LibrivoxSite
 
 pytestmark = pytest.mark.integration
 
@@ -183,6 +185,9 @@ def test_bad_queue_commands_are_one_line_exit_2(
         (["--priority", "3", BOOKS[0]], "--priority goes with --queue-add"),
         (["--queue-list", "--queue-run"], "--queue-list and --queue-run cannot be used together"),
         (["--json", BOOKS[0]], "--json goes with --doctor, --stats, --queue-list or"),
+        (["--queue-run", "--dry-run"], "--queue-run and --dry-run cannot be used together"),
+        (["--queue-add", "--batch-file", "-"], "--queue-add takes the books' URLs as arguments"),
+        ([BOOKS[0], "--source", "librivox"], "--source picks the site --search asks"),
     ):
         result = cli(*args)
         assert result.returncode == 2, (args, result.stderr)
@@ -287,4 +292,21 @@ def test_ctrl_c_stops_the_queue_run_with_130_and_the_book_waits_again(
     assert [(e["book_id"], e["state"]) for e in cli.queue()] == [
         (BOOKS[0], "waiting"),
         (BOOKS[1], "waiting"),
+    ]
+
+
+def test_queue_add_takes_books_of_every_source(
+    queue_site: StandinSite,
+    librivox_site: LibrivoxSite,
+    make_cli: Callable[[StandinSite], Cli],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cli = make_cli(queue_site)
+    for name, value in librivox_site.env().items():
+        monkeypatch.setenv(name, value)
+    added = cli("--queue-add", BOOKS[0], f"librivox:{SAMPLE_ID}", *cli.options)
+    assert added.returncode == 0, added.stderr
+    assert [(e["source"], e["book_id"]) for e in cli.queue()] == [
+        ("tokybook", BOOKS[0]),
+        ("librivox", str(SAMPLE_ID)),
     ]

@@ -96,13 +96,18 @@ def _books(refs: list[BatchRef], runtime: Runtime, output: Output) -> list[BookR
         try:
             name = source_name(item.ref, runtime.settings)
             slug = runtime.with_own_source(item.ref).source.book_slug(item.ref)
-        except Interrupted:
-            raise
-        except TokysnatcherError as err:  # a bad reference, or a page that could not be read
+        except UsageError as err:  # a bad reference: said now, and failed
             output.error(f"{where}: {err.message}", "skipped; the other books run")
             book = BookRun(number=len(books) + 1, ref=item.ref, label=item.ref, line=item.line)
             book.ended(BookPhase.FAILED, f"bad reference: {err.message}")
             books.append(book)
+            continue
+        except Interrupted:
+            raise
+        except TokysnatcherError:  # a book page that could not be read now: its turn tries again
+            books.append(
+                BookRun(number=len(books) + 1, ref=item.ref, label=item.ref, line=item.line)
+            )
             continue
         if (name, slug) in seen:
             first = seen[name, slug]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from tokysnatcher.config.settings import Settings
 from tokysnatcher.errors import ExitCode
-from tokysnatcher.sources.tokybook import TokybookSource
 from tokysnatcher.store.archive import DatabaseArchive, rebuild_from_manifests
 from tokysnatcher.store.database import CorruptDatabase, Database, database_path, move_aside
 from tokysnatcher.ui.output import Output
@@ -31,8 +30,7 @@ def rebuild_database(settings: Settings, output: Output) -> ExitCode:
     assert database is not None  # created if absent
     try:
         root = settings.directory
-        # Manifests do not name their source yet: every download so far is tokybook's.
-        added = rebuild_from_manifests(DatabaseArchive(database), root, TokybookSource.name)
+        added = rebuild_from_manifests(DatabaseArchive(database), root)
     finally:
         database.close()
     output.out.print(

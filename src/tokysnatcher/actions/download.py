@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 
 from tokysnatcher import __version__
-from tokysnatcher.config.settings import SOURCE_NAMES, OutputFormat, Settings
+from tokysnatcher.config.settings import SOURCE_NAMES, OutputFormat, Quality, Settings
 from tokysnatcher.download.plan import BookPlan, ResumeMode, check_destination, prepare
 from tokysnatcher.download.results import RunResult
 from tokysnatcher.download.run import Runtime, execute, open_run, open_runtime, run_state
@@ -72,6 +72,11 @@ def command_for(refs: list[str], settings: Settings) -> str:
     parts += site
     if settings.chapters:
         parts += ["--chapters", str(settings.chapters)]
+    # What the rest must be fetched as, so a resumed book is all of a piece.
+    if settings.quality is not Quality.STANDARD:
+        parts += ["--quality", str(settings.quality)]
+    parts += ["--no-cover"] if settings.no_cover else []
+    parts += ["--no-sidecars"] if settings.no_sidecars else []
     parts.append("--resume")
     return shlex.join(parts)
 
@@ -200,26 +205,27 @@ def download_book(
                 reporter.stop()
         if joined is not None:
             say_m4b(joined, output)
-        if settings.report is not None:
+        code, why = _outcome(plan, result)
+        records.ran(plan, state, result, code)  # first: a report that cannot be written is no
+        if settings.report is not None:  # reason to forget a finished book
             write_report(settings.report, plan, result)
         output.summary(result, state, resume_command(plan, settings))
-        code, why = _outcome(plan, result, output)
-        records.ran(plan, state, result, code)
+        if result.ok and plan.playlist.unavailable:
+            output.error_line(
+                f"the book is incomplete: {why}",
+                "Run the same command again once the site publishes them.",
+            )
         return _ended(book, batch, code, why)
 
 
-def _outcome(plan: BookPlan, result: RunResult, output: Output) -> tuple[ExitCode, str]:
+def _outcome(plan: BookPlan, result: RunResult) -> tuple[ExitCode, str]:
     """How the book's run ended: its exit code, and what went wrong ("" when nothing did)."""
     if result.interrupted:
         return ExitCode.INTERRUPTED, "interrupted"
     if result.ok and plan.playlist.unavailable:
-        # The book is not complete until the site publishes them: say so, and fail.
+        # The book is not complete until the site publishes them: it fails.
         names = ", ".join(plan.playlist.unavailable)
-        output.error_line(
-            f"the book is incomplete: not available on the site yet: {names}",
-            "Run the same command again once the site publishes them.",
-        )
-        return ExitCode.FAILED, f"not available yet: {names}"
+        return ExitCode.FAILED, f"not available on the site yet: {names}"
     if result.ok:
         return ExitCode.OK, ""
     if result.stopped_by is not None:

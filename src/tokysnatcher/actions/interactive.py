@@ -120,6 +120,7 @@ def interactive(settings: Settings, output: Output) -> ExitCode:
                 choices=list(SOURCE_NAMES),
                 default=settings.source,
                 console=output.err,
+                stream=prompt_stream(),
             )
             query = _ask(output, "search for (title or author)").strip()
             picked = pick_result(query, settings.replace(source=site), output) if query else None

@@ -37,16 +37,18 @@ def queue_add(refs: list[str], priority: int, settings: Settings, output: Output
     from tokysnatcher.sources.registry import open_source
 
     session = make_session(1)
+    books: list[tuple[str, str, str]] = []
     try:
-        source = open_source(session, settings, wait=threading.Event().wait)
-        books = [(ref, source.book_slug(ref)) for ref in refs]  # no request: the reference only
-        name = source.name
+        for ref in refs:  # each reference names its own source
+            source = open_source(session, settings, wait=threading.Event().wait, ref=ref)
+            # The reference only, but for a LibriVox page (read once for the id it links).
+            books.append((ref, source.name, source.book_slug(ref)))
     finally:
         session.close()
     chapters = str(settings.chapters) if settings.chapters else None
     with opened(settings.data_dir) as database:
         queue = Queue(database)
-        for ref, book_id in books:
+        for ref, name, book_id in books:
             entry, added = queue.add(
                 ref=ref,
                 source=name,

@@ -187,11 +187,11 @@ def still_complete(folder: Path) -> bool | None:
     return True
 
 
-def rebuild_from_manifests(archive: Archive, root: Path, source: str) -> int:
+def rebuild_from_manifests(archive: Archive, root: Path) -> int:
     """Archive every complete book whose manifest is under ``root``; how many were added.
 
-    ``source`` names the site of books whose manifest does not say which (a ``source`` field of
-    the manifest's book, kept by the manifest as an unknown field, wins).
+    Each manifest names its source and the book's id there (one written before sources were
+    recorded is read as a tokybook book, its id the slug).
     """
     added = 0
     for summary in list_downloads(root):
@@ -201,13 +201,12 @@ def rebuild_from_manifests(archive: Archive, root: Path, source: str) -> int:
             doc = read_manifest(summary.folder / MANIFEST_NAME)
         except (CorruptManifest, ManifestError):  # changed since it was listed
             continue
-        if doc is None or not doc.book.slug:
+        if doc is None or not (doc.book.id or doc.book.slug):
             continue
-        recorded = doc.book_extra.get("source")
         archive.add(
             ArchivedBook(
-                source=recorded if isinstance(recorded, str) and recorded else source,
-                book_id=doc.book.slug,
+                source=doc.book.source,
+                book_id=doc.book.id or doc.book.slug,
                 format=doc.book.format,
                 title=doc.book.title,
                 author=doc.book.author,
