@@ -50,6 +50,7 @@ from common import (
 from floor import Floor, curl_fetch, floor_report, least_cpu, python_fetch, remux
 from tokysnatcher.config.settings import Settings
 from tokysnatcher.ffmpeg.binary import MP3_VBR_QUALITY
+from tokysnatcher.net.limits import MAX_CONNECTIONS
 from tokysnatcher.standin import Faults, StandinSite
 
 SLUG = "bench-throughput"
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         segment_seconds=args.segment_seconds,
     )
     connections = args.connections or Settings().connections
+    if not isinstance(connections, int):  # auto: the ideal and the floors use its ceiling
+        connections = MAX_CONNECTIONS
     faults = Faults(latency=args.latency, connection_setup=args.setup, bandwidth=args.bandwidth)
     book = size.book(SLUG)
     catalog = {SLUG: book, WARM_SLUG: BookSize(1, 4.0).book(WARM_SLUG)}
