@@ -314,6 +314,7 @@ class LibrivoxSource:
         self.archive_url = archive_root(archive_url)
         self.quality = quality
         self._server = urlsplit(self.librivox_url).netloc
+        self._page_ids: dict[str, str] = {}  # book page -> the id its RSS link gives
 
     # -- asking ----------------------------------------------------------------------------------
     def _feed(self, params: dict[str, str], what: str) -> tuple[int, Any]:
@@ -330,6 +331,12 @@ class LibrivoxSource:
         if book_id is not None:
             return book_id
         assert page is not None
+        if page in self._page_ids:  # the archive check and the plan both ask: read it once
+            return self._page_ids[page]
+        self._page_ids[page] = self._id_on_page(page)
+        return self._page_ids[page]
+
+    def _id_on_page(self, page: str) -> str:
         status, text = self.api.get_text(page, "the book page", headers={"User-Agent": USER_AGENT})
         if status == 404:
             raise BookNotFoundError(f"no LibriVox book page at {page}")

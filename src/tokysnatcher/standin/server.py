@@ -23,11 +23,11 @@ from tokysnatcher.standin.quiet import OtherHostHandler
 from tokysnatcher.standin.state import SiteState
 from tokysnatcher.standin.stats import SiteStats
 
-_STOP_GRACE = 0.6  # seconds stop() waits for handler threads after cutting their sockets
+STOP_GRACE = 0.6  # seconds stop() waits for handler threads after cutting their sockets
 _OTHER_HOSTS = ("127.0.0.2", "127.0.0.1")
 
 
-class _Server(ThreadingHTTPServer):
+class Listener(ThreadingHTTPServer):
     """Threaded HTTP server that shares a :class:`SiteState` with its handlers."""
 
     daemon_threads = True
@@ -56,6 +56,32 @@ class _Server(ThreadingHTTPServer):
             return
         if self.state.verbose:
             super().handle_error(request, client_address)
+
+
+class Listeners:
+    """A site's listening servers and their threads: served in the background, stopped together."""
+
+    def __init__(self) -> None:
+        self._running: list[tuple[Listener, threading.Thread]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._running)
+
+    def serve(self, server: Listener, name: str) -> None:
+        """Serve ``server`` on a daemon thread of its own."""
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+        )
+        thread.start()
+        self._running.append((server, thread))
+
+    def shutdown(self) -> None:
+        """Stop and close every server, waiting up to a second for each thread."""
+        running, self._running = self._running, []
+        for server, thread in running:
+            server.shutdown()
+            server.server_close()
+            thread.join(1.0)
 
 
 class StandinSite:
@@ -89,7 +115,7 @@ class StandinSite:
         self._host = host
         self._port = port
         self._media: dict[tuple[str, int], TrackMedia] = {}
-        self._servers: list[tuple[_Server, threading.Thread]] = []
+        self._listeners = Listeners()
         self._other_host_base: str | None = None
         self._lock = threading.Lock()
         self._started = False
@@ -104,7 +130,7 @@ class StandinSite:
             cache = MediaCache(self._cache_dir, self._ffmpeg)
             self._media = cache.prepare(state.catalog)
             state.covers = {b.slug: cache.cover(b) for b in state.catalog.values() if b.cover}
-            main = _Server((self._host, self._port), StandinHandler, state)
+            main = Listener((self._host, self._port), StandinHandler, state)
             try:
                 if self._needs_other_host():
                     self._other_host_base = self._start_other_host()
@@ -115,9 +141,9 @@ class StandinSite:
                 state.routes = build_routes(state.catalog, self._media, self._other_host_base)
             except BaseException:
                 main.server_close()
-                self._shutdown_servers()
+                self._listeners.shutdown()
                 raise
-            self._serve(main, "standin-http")
+            self._listeners.serve(main, "standin-http")
             self._started = True
             state.log(f"serving {state.base_url}")
         return self
@@ -126,8 +152,8 @@ class StandinSite:
         """Stop serving within about a second, even with stalled or throttled handlers."""
         with self._lock:
             self._state.stop_event.set()
-            self._shutdown_servers()
-            self._state.cut_connections(time.monotonic() + _STOP_GRACE)
+            self._listeners.shutdown()
+            self._state.cut_connections(time.monotonic() + STOP_GRACE)
 
     def __enter__(self) -> StandinSite:
         return self.start()
@@ -140,20 +166,6 @@ class StandinSite:
     ) -> None:
         self.stop()
 
-    def _serve(self, server: _Server, name: str) -> None:
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
-        )
-        thread.start()
-        self._servers.append((server, thread))
-
-    def _shutdown_servers(self) -> None:
-        servers, self._servers = self._servers, []
-        for server, thread in servers:
-            server.shutdown()
-            server.server_close()
-            thread.join(1.0)
-
     def _needs_other_host(self) -> bool:
         return any(
             track.kind in (TrackKind.HOSTILE_OTHER_HOST, TrackKind.HOSTILE_JUNK_VARIANT)
@@ -165,11 +177,11 @@ class StandinSite:
         """Listen on 127.0.0.2 (another host for a client); fall back to ``localhost``."""
         for address in _OTHER_HOSTS:
             try:
-                server = _Server((address, 0), OtherHostHandler, self._state)
+                server = Listener((address, 0), OtherHostHandler, self._state)
             except OSError:
                 continue
             port = server.server_port
-            self._serve(server, "standin-other-host")
+            self._listeners.serve(server, "standin-other-host")
             # Same machine, but a different host name than the API's 127.0.0.1 all the same.
             name = address if address != "127.0.0.1" else "localhost"
             return f"http://{name}:{port}"
@@ -177,8 +189,8 @@ class StandinSite:
 
     def _start_media_host(self) -> str:
         """The listener ``Faults.redirect_media`` sends media to: ``localhost``, another port."""
-        server = _Server(("127.0.0.1", 0), MediaHostHandler, self._state)
-        self._serve(server, "standin-media-host")
+        server = Listener(("127.0.0.1", 0), MediaHostHandler, self._state)
+        self._listeners.serve(server, "standin-media-host")
         return f"http://localhost:{server.server_port}"
 
     # -- information ----------------------------------------------------------------------------

@@ -30,10 +30,8 @@ from tokysnatcher.standin.librivox.catalog import (
 from tokysnatcher.standin.librivox.feed import ItemFile
 from tokysnatcher.standin.librivox.handler import FileHostHandler, LibrivoxHandler, LvData, LvState
 from tokysnatcher.standin.media import MediaCache
-from tokysnatcher.standin.server import _Server
+from tokysnatcher.standin.server import STOP_GRACE, Listener, Listeners
 from tokysnatcher.standin.stats import SiteStats
-
-_STOP_GRACE = 0.6
 
 
 def _media_book(book: LvBook) -> BookSpec:
@@ -91,48 +89,37 @@ class LibrivoxSite:
         self._files = LvState(self.data, faults=faults, clock=time.monotonic, verbose=verbose)
         self._cache = MediaCache(cache_dir, ffmpeg)
         self._port = port
-        self._servers: list[tuple[_Server, threading.Thread]] = []
+        self._listeners = Listeners()
         self._lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> LibrivoxSite:
         """Generate (or load) the files, then serve the site and the file host."""
         with self._lock:
-            if self._servers:
+            if self._listeners:
                 raise RuntimeError("this LibrivoxSite is already started")
             self._prepare_items()
-            site = _Server(("127.0.0.1", self._port), LibrivoxHandler, self._site)
+            site = Listener(("127.0.0.1", self._port), LibrivoxHandler, self._site)
             try:
-                files = _Server(("127.0.0.1", 0), FileHostHandler, self._files)
+                files = Listener(("127.0.0.1", 0), FileHostHandler, self._files)
             except BaseException:
                 site.server_close()
                 raise
             self.data.base_url = f"http://127.0.0.1:{site.server_port}"
             # Same machine, another host name: a client must treat it as another host.
             self.data.file_host = f"http://localhost:{files.server_port}"
-            for server, name in ((site, "librivox-site"), (files, "librivox-files")):
-                thread = threading.Thread(
-                    target=server.serve_forever,
-                    kwargs={"poll_interval": 0.05},
-                    name=name,
-                    daemon=True,
-                )
-                thread.start()
-                self._servers.append((server, thread))
+            self._listeners.serve(site, "librivox-site")
+            self._listeners.serve(files, "librivox-files")
         return self
 
     def stop(self) -> None:
         """Stop both listeners within about a second."""
         with self._lock:
-            servers, self._servers = self._servers, []
             for state in (self._site, self._files):
                 state.stop_event.set()
-            for server, thread in servers:
-                server.shutdown()
-                server.server_close()
-                thread.join(1.0)
+            self._listeners.shutdown()
             for state in (self._site, self._files):
-                state.cut_connections(time.monotonic() + _STOP_GRACE)
+                state.cut_connections(time.monotonic() + STOP_GRACE)
 
     def __enter__(self) -> LibrivoxSite:
         return self.start()
