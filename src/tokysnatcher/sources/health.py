@@ -7,7 +7,6 @@ and the hint that names how to point the source elsewhere differ.
 from __future__ import annotations
 
 import socket
-import ssl
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -53,6 +52,8 @@ def _tls(
     site: str, host: str, port: int, timeout: float, offline: str, elsewhere: str
 ) -> HealthStep:
     """A TLS handshake with the certificate checked against the bundle requests uses."""
+    import ssl  # here: only --doctor needs it, and it costs every start-up some milliseconds
+
     import certifi
 
     name = f"{site}: TLS"
